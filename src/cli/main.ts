@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/**
+ * The `ndp` command: dispatches `ndp <command> [args]` to src/cli/commands/<command>.ts. Each command
+ * module exports `run(argv: string[]): Promise<number>` (the exit code) and `usage` (its help text).
+ * Modules load lazily so `ndp inspect` does not pay for onnxruntime.
+ */
+interface CommandModule {
+  run(argv: string[]): Promise<number>;
+  readonly usage: string;
+}
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+};
+
+function help(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
+  return `usage: ndp <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nndp <command> --help shows a command's options.`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(help() + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    process.stderr.write(`ndp: unknown command '${name}'\n${help()}\n`);
+    return 2;
+  }
+  const module = await command.load();
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(module.usage + '\n');
+    return 0;
+  }
+  return module.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`ndp: ${e.code !== undefined ? `${e.code}: ` : ''}${e.message ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

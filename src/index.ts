@@ -1,0 +1,5 @@
+/** The public API of ndp. Internal pieces for tests and tools are in ./internal.ts. */
+export { crc16 } from './protocol/crc16.js';
+export { encodeFrame, decodeFrame, type DecodedFrame, type FrameFields } from './protocol/frame.js';
+export { NdpError, ERROR_CODES, type NdpErrorCode } from './protocol/errors.js';
+export { SRC, DST, TYP, CONTROL, codeName, parseCode } from './protocol/registry.js';

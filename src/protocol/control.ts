@@ -1,0 +1,80 @@
+/**
+ * Control messages (NDP.md §6): one msgpack map per CONTROL frame (TYP CONTROL, DST CONTROL).
+ * Key `t` holds the registry's control code; the other keys are named below. Receivers ignore keys
+ * they do not know (forward compatibility); a map with an unknown `t` is dropped and counted
+ * (NDP_ERR_UNKNOWN_CONTROL); a payload that is not a map with a numeric `t` is NDP_ERR_BAD_CONTROL.
+ */
+import { decode, encode } from '@msgpack/msgpack';
+import { NdpError } from './errors.js';
+import { encodeFrame } from './frame.js';
+import { CONTROL, DST, SRC, TYP, codeName } from './registry.js';
+
+/** Where a session's stream stands: the next sample to deliver is `position` of `epoch`. */
+export interface Cursor {
+  readonly epoch: number;
+  readonly position: number;
+}
+
+export type LossPolicy = 'repair' | 'lossy';
+
+/** What a trainer asks for when it opens a session (NDP.md §7.1). Every field has a default. */
+export interface SessionParams {
+  /** Datasets by name or SRC code, with mixing weights. Defaults to every dataset, weight 1. */
+  readonly sources?: ReadonlyArray<{ readonly dataset?: string; readonly src?: number; readonly weight?: number }>;
+  readonly rank?: number;
+  readonly world?: number;
+  readonly epochs?: number;
+  readonly seed?: number;
+  readonly shuffle?: boolean;
+  readonly cursor?: Cursor;
+  /** Largest frame (= UDP datagram payload) the server may send. Defaults to 1472 (1500-byte MTU). */
+  readonly datagram?: number;
+  /** Bytes per second the server may send this session. */
+  readonly rate?: number;
+  /** Frames the receiver accepts beyond its ack before it grants more. */
+  readonly window?: number;
+  readonly loss?: LossPolicy;
+  /** DST the session's sample frames carry. Defaults to EMBEDDING. */
+  readonly dst?: number;
+  readonly inject?: { readonly drop?: number; readonly corrupt?: number; readonly seed?: number };
+}
+
+export type ControlMessage =
+  | { t: typeof CONTROL.HELLO; version: number; token?: string }
+  | { t: typeof CONTROL.COOKIE; cookie: Uint8Array }
+  | { t: typeof CONTROL.SUBSCRIBE; cookie?: Uint8Array; token?: string; session?: number; ticket?: string; params?: SessionParams }
+  | { t: typeof CONTROL.ACCEPT; session: number; params: Required<Omit<SessionParams, 'inject' | 'cursor'>> & { cursor: Cursor }; samplesPerEpoch: number; [key: string]: unknown }
+  | { t: typeof CONTROL.REJECT; code: string; message: string }
+  | { t: typeof CONTROL.CREDIT; session: number; ack: number; window: number }
+  | { t: typeof CONTROL.NACK; session: number; ranges: Array<[number, number]> }
+  | { t: typeof CONTROL.HEARTBEAT; session: number; time?: number }
+  | { t: typeof CONTROL.STATS; session: number; counters: Record<string, number> }
+  | { t: typeof CONTROL.END; session: number; nextSeq: number; cursor: Cursor }
+  | { t: typeof CONTROL.BYE; session: number; reason: string; code?: string; cursor?: Cursor }
+  | { t: typeof CONTROL.GONE; session: number; ranges: Array<[number, number]>; reason: string };
+
+const KNOWN = new Set<number>(Object.values(CONTROL));
+
+export function encodeControl(message: ControlMessage): Uint8Array {
+  return encode(message, { ignoreUndefined: true });
+}
+
+/** A whole CONTROL frame; `from` is SRC CONTROL for a server, SRC TRAINER for a client. */
+export function encodeControlFrame(message: ControlMessage, from: number = SRC.CONTROL): Uint8Array {
+  return encodeFrame({ src: from, dst: DST.CONTROL, typ: TYP.CONTROL, payload: encodeControl(message) });
+}
+
+export function decodeControl(payload: Uint8Array): ControlMessage {
+  let value: unknown;
+  try {
+    value = decode(payload);
+  } catch (cause) {
+    throw new NdpError('NDP_ERR_BAD_CONTROL', `CONTROL payload is not msgpack: ${(cause as Error).message}`, { cause });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array || typeof (value as { t?: unknown }).t !== 'number') {
+    throw new NdpError('NDP_ERR_BAD_CONTROL', 'CONTROL payload is not a msgpack map with a numeric t');
+  }
+  const t = (value as { t: number }).t;
+  if (!KNOWN.has(t)) throw new NdpError('NDP_ERR_UNKNOWN_CONTROL', `control message type ${codeName('control', t)} is not in the registry`);
+  return value as ControlMessage;
+}

@@ -1,0 +1,40 @@
+/**
+ * Every error ndp raises on bad input, in one module (NDP.md §9 lists the codes).
+ * A code is stable: users match on it, and metrics use the same string (lower-cased, without the
+ * `NDP_ERR_` prefix) as the label of the drop counter for that reason.
+ */
+export const ERROR_CODES = {
+  // frame layer (NDP.md §3)
+  NDP_ERR_BAD_MAGIC: 'first byte is not the frame magic 0xAA',
+  NDP_ERR_TRUNCATED: 'fewer bytes than the frame header or LEN announce',
+  NDP_ERR_TRAILING_BYTES: 'bytes after the end of a whole frame',
+  NDP_ERR_PAYLOAD_TOO_LARGE: 'payload longer than LEN can express or a configured limit allows',
+  NDP_ERR_BAD_CRC: 'CRC-16 of the frame does not match',
+  // transport header and sample body (NDP.md §4, §5)
+  NDP_ERR_BAD_SEGMENT: 'SEGMENT payload shorter than its transport header or with inconsistent fields',
+  NDP_ERR_UNSUPPORTED_VERSION: 'transport header or file version this implementation does not speak',
+  NDP_ERR_BAD_BODY: 'sample body malformed (token count does not match its length)',
+  NDP_ERR_BODY_CRC: 'CRC-32 of a reassembled sample body does not match',
+  NDP_ERR_FRAGMENT_MISMATCH: 'fragments of one sample disagree on count, length or checksum',
+  // control messages (NDP.md §6)
+  NDP_ERR_BAD_CONTROL: 'CONTROL payload is not a msgpack map with a numeric type',
+  NDP_ERR_UNKNOWN_CONTROL: 'control message type not in the registry',
+} as const;
+
+export type NdpErrorCode = keyof typeof ERROR_CODES | `NDP_ERR_${string}`;
+
+export class NdpError extends Error {
+  override readonly name = 'NdpError';
+  constructor(readonly code: NdpErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The metrics / stats label for an error code: `NDP_ERR_BAD_CRC` → `bad_crc`. */
+export function dropLabel(code: NdpErrorCode): string {
+  return code.replace(/^NDP_ERR_/, '').toLowerCase();
+}
+
+export function isNdpError(err: unknown, code?: NdpErrorCode): err is NdpError {
+  return err instanceof NdpError && (code === undefined || err.code === code);
+}
