@@ -19,6 +19,10 @@ export const ERROR_CODES = {
   // control messages (NDP.md §6)
   NDP_ERR_BAD_CONTROL: 'CONTROL payload is not a msgpack map with a numeric type',
   NDP_ERR_UNKNOWN_CONTROL: 'control message type not in the registry',
+  // loss-rate experiments (`ndp experiment`, src/experiment/)
+  NDP_ERR_NETNS_UNAVAILABLE: 'network namespaces or nftables not permitted here (needs root, iproute2, nftables): --where network is skipped',
+  NDP_ERR_EXPERIMENT_BAD_OPTION: 'an experiment option is out of range or malformed (rates, seeds, steps, parallelism)',
+  NDP_ERR_EXPERIMENT_RUN_FAILED: 'a server or trainer process of an experiment run failed; the run is reported with its stderr',
 } as const;
 
 export type NdpErrorCode = keyof typeof ERROR_CODES | `NDP_ERR_${string}`;
