@@ -26,6 +26,8 @@ export interface SessionParams {
   readonly epochs?: number;
   readonly seed?: number;
   readonly shuffle?: boolean;
+  /** How a dataset whose size is not a multiple of `world` is sharded (NDP.md §7.8). Defaults to 'pad'. */
+  readonly remainder?: 'pad' | 'drop';
   readonly cursor?: Cursor;
   /** Largest frame (= UDP datagram payload) the server may send. Defaults to 1472 (1500-byte MTU). */
   readonly datagram?: number;
@@ -35,21 +37,55 @@ export interface SessionParams {
   readonly window?: number;
   readonly loss?: LossPolicy;
   /** DST the session's sample frames carry. Defaults to EMBEDDING. */
-  readonly dst?: number;
+  readonly dst?: number | string;
   readonly inject?: { readonly drop?: number; readonly corrupt?: number; readonly seed?: number };
 }
 
+/** One source of a session as ACCEPT reports it (NDP.md §6.1); its list index is the header's `source` byte. */
+export interface SourceInfo {
+  readonly dataset: string;
+  readonly src: number;
+  readonly weight: number;
+  /** Samples in the dataset. */
+  readonly samples: number;
+  /** This rank's samples of it per pass (n_j, §7.8). */
+  readonly shard: number;
+  /** Its quota per epoch (m_j, §7.8). */
+  readonly samplesPerEpoch: number;
+  /** m_j / samplesPerEpoch: the realised proportion. */
+  readonly share: number;
+}
+
+/** Session parameters after defaults and clamps (NDP.md §7.1). */
+export type ResolvedSessionParams = Required<Omit<SessionParams, 'inject' | 'cursor' | 'sources' | 'dst'>> & {
+  readonly cursor: Cursor;
+  readonly dst: number;
+  readonly sources: ReadonlyArray<{ readonly dataset: string; readonly src: number; readonly weight: number }>;
+  readonly inject: { readonly drop: number; readonly corrupt: number; readonly seed: number };
+};
+
 export type ControlMessage =
-  | { t: typeof CONTROL.HELLO; version: number; token?: string }
-  | { t: typeof CONTROL.COOKIE; cookie: Uint8Array }
-  | { t: typeof CONTROL.SUBSCRIBE; cookie?: Uint8Array; token?: string; session?: number; ticket?: string; params?: SessionParams }
-  | { t: typeof CONTROL.ACCEPT; session: number; params: Required<Omit<SessionParams, 'inject' | 'cursor'>> & { cursor: Cursor }; samplesPerEpoch: number; [key: string]: unknown }
-  | { t: typeof CONTROL.REJECT; code: string; message: string }
+  | { t: typeof CONTROL.HELLO; version: number; token?: string; pad?: Uint8Array }
+  | { t: typeof CONTROL.COOKIE; cookie: Uint8Array; lifetimeMs: number }
+  | { t: typeof CONTROL.SUBSCRIBE; nonce: number; cookie?: Uint8Array; token?: string; session?: number; ticket?: string; params?: SessionParams }
+  | {
+      t: typeof CONTROL.ACCEPT;
+      nonce: number;
+      session: number;
+      params: ResolvedSessionParams;
+      samplesPerEpoch: number;
+      samplesTotal: number;
+      sources: SourceInfo[];
+      tokenizer: { name: string; hash: string; vocabSize: number };
+      heartbeatMs: number;
+      idleTimeoutMs: number;
+    }
+  | { t: typeof CONTROL.REJECT; code: string; message: string; nonce?: number }
   | { t: typeof CONTROL.CREDIT; session: number; ack: number; window: number }
   | { t: typeof CONTROL.NACK; session: number; ranges: Array<[number, number]> }
   | { t: typeof CONTROL.HEARTBEAT; session: number; time?: number }
   | { t: typeof CONTROL.STATS; session: number; counters: Record<string, number> }
-  | { t: typeof CONTROL.END; session: number; nextSeq: number; cursor: Cursor }
+  | { t: typeof CONTROL.END; session: number; nextSeq: number; cursor: Cursor; counters: Record<string, number> }
   | { t: typeof CONTROL.BYE; session: number; reason: string; code?: string; cursor?: Cursor }
   | { t: typeof CONTROL.GONE; session: number; ranges: Array<[number, number]>; reason: string };
 
