@@ -16,9 +16,24 @@ export const ERROR_CODES = {
   NDP_ERR_BAD_BODY: 'sample body malformed (token count does not match its length)',
   NDP_ERR_BODY_CRC: 'CRC-32 of a reassembled sample body does not match',
   NDP_ERR_FRAGMENT_MISMATCH: 'fragments of one sample disagree on count, length or checksum',
+  NDP_ERR_SAMPLE_TOO_LARGE: 'sample body longer than the reassembler accepts (maxSampleBytes)',
   // control messages (NDP.md §6)
   NDP_ERR_BAD_CONTROL: 'CONTROL payload is not a msgpack map with a numeric type',
   NDP_ERR_UNKNOWN_CONTROL: 'control message type not in the registry',
+  // .ndp files (NDP.md §10, src/dataset/)
+  NDP_ERR_FILE_BAD_HEADER: 'not an .ndp file, or its header is damaged (magic, length, CRC-32, names)',
+  NDP_ERR_FILE_TRUNCATED: 'file shorter than its header, index or last frame announce',
+  NDP_ERR_FILE_INCOMPLETE: '.ndp file without an index: its writer did not finish (ndp inspect --reindex recovers it)',
+  NDP_ERR_INDEX_MISMATCH: '.ndp index damaged (CRC-32) or not matching the frames of the body',
+  NDP_ERR_SAMPLE_OUT_OF_RANGE: 'sample index not in 0..sampleCount-1',
+  NDP_ERR_FILE_TOO_MANY_SAMPLES: 'more samples than an .ndp file can index (2^32 - 1)',
+  // ndp convert input (src/dataset/convert*)
+  NDP_ERR_INPUT_UNREADABLE: 'an input file or directory cannot be read',
+  NDP_ERR_INPUT_BAD_JSON: 'an input line is not a JSON object',
+  NDP_ERR_INPUT_UNKNOWN_FORMAT: 'an input record has none of text, prompt+completion, messages, instruction+output',
+  NDP_ERR_INPUT_EMPTY: 'an input record tokenizes to no tokens, or no token is trained on',
+  NDP_ERR_SAMPLE_OVERFLOW: 'a sample longer than --max-tokens was dropped (--overflow drop)',
+  NDP_ERR_TOKENIZER_LOAD: 'the tokenizer folder or embedded tokenizer cannot be loaded',
   // loss-rate experiments (`ndp experiment`, src/experiment/)
   NDP_ERR_NETNS_UNAVAILABLE: 'network namespaces or nftables not permitted here (needs root, iproute2, nftables): --where network is skipped',
   NDP_ERR_EXPERIMENT_BAD_OPTION: 'an experiment option is out of range or malformed (rates, seeds, steps, parallelism)',
