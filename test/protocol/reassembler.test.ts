@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { decodeFrame } from '../../src/protocol/frame.js';
 import { Reassembler, sampleKey, type AcceptResult, type DroppedSample, type ReassemblerOptions } from '../../src/protocol/reassembler.js';
 import { DST, SEGMENT_FLAG, SRC } from '../../src/protocol/registry.js';
@@ -27,7 +27,7 @@ function make(options: Partial<ReassemblerOptions> = {}): { r: Reassembler; drop
 }
 
 /** The invariant every test ends with: each sample heard of is delivered, dropped once, or pending. */
-function balanced(t: { equal(found: unknown, wanted: unknown, message?: string): boolean }, r: Reassembler): void {
+function balanced(t: Test, r: Reassembler): void {
   const s = r.stats;
   t.equal(s.samplesSeen, s.samplesDelivered + r.samplesDroppedTotal + s.samplesPending, 'samples: seen = delivered + dropped + pending');
   t.equal(s.fragmentsReceived, s.fragmentsUsed + s.fragmentsDuplicate + s.fragmentsLate + s.fragmentsRejected, 'fragments: received = used + duplicate + late + rejected');
