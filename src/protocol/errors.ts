@@ -38,6 +38,13 @@ export const ERROR_CODES = {
   NDP_ERR_NETNS_UNAVAILABLE: 'network namespaces or nftables not permitted here (needs root, iproute2, nftables): --where network is skipped',
   NDP_ERR_EXPERIMENT_BAD_OPTION: 'an experiment option is out of range or malformed (rates, seeds, steps, parallelism)',
   NDP_ERR_EXPERIMENT_RUN_FAILED: 'a server or trainer process of an experiment run failed; the run is reported with its stderr',
+  // worker channel to a PyTorch worker (NDP.md §11, client/worker-channel.ts, python/ndp_torch/)
+  NDP_ERR_WORKER_START: 'the training worker could not start or connect (no Python with torch, connect timeout)',
+  NDP_ERR_WORKER_EXITED: 'the training worker process ended while requests were pending (exit status or signal, stderr tail)',
+  NDP_ERR_WORKER_PROTOCOL: 'a worker-channel peer sent a frame or message that breaks NDP.md §11',
+  NDP_ERR_WORKER_FAILED: 'the training worker reported an error it could not recover from (its message is forwarded)',
+  NDP_ERR_WORKER_TIMEOUT: 'the training worker did not answer a request within replyTimeoutMs',
+  NDP_ERR_BAD_TENSOR: 'TENSOR frame payload malformed: header, dtype, shape/length, fragment order or size limit',
 } as const;
 
 export type NdpErrorCode = keyof typeof ERROR_CODES | `NDP_ERR_${string}`;
