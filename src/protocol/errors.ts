@@ -45,6 +45,13 @@ export const ERROR_CODES = {
   NDP_ERR_WORKER_FAILED: 'the training worker reported an error it could not recover from (its message is forwarded)',
   NDP_ERR_WORKER_TIMEOUT: 'the training worker did not answer a request within replyTimeoutMs',
   NDP_ERR_BAD_TENSOR: 'TENSOR frame payload malformed: header, dtype, shape/length, fragment order or size limit',
+  // LoRA training session (client/trainer/)
+  NDP_ERR_DEVICE_UNAVAILABLE: 'the requested training device (webgpu, cuda) is not available in this onnxruntime-node build or machine',
+  NDP_ERR_VOCAB_MISMATCH: "the tokenizer's vocabulary size does not match the model's",
+  NDP_ERR_TOKEN_OUT_OF_RANGE: 'a batch holds a token id or label outside the model vocabulary',
+  NDP_ERR_BAD_SAFETENSORS: 'a safetensors file is malformed (header length, JSON, offsets, dtype)',
+  NDP_ERR_BAD_CHECKPOINT: 'a model folder lacks config.json or a weight the architecture needs, or a shape disagrees',
+  NDP_ERR_BAD_TRAIN_OPTION: 'a training option is out of range or malformed (model, rank, targets, steps, sizes)',
 } as const;
 
 export type NdpErrorCode = keyof typeof ERROR_CODES | `NDP_ERR_${string}`;
