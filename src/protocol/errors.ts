@@ -45,6 +45,13 @@ export const ERROR_CODES = {
   NDP_ERR_WORKER_FAILED: 'the training worker reported an error it could not recover from (its message is forwarded)',
   NDP_ERR_WORKER_TIMEOUT: 'the training worker did not answer a request within replyTimeoutMs',
   NDP_ERR_BAD_TENSOR: 'TENSOR frame payload malformed: header, dtype, shape/length, fragment order or size limit',
+  // trainer client (client/, ndp pull; NDP.md §7.15)
+  NDP_ERR_BAD_URL: 'a server URL the client cannot use (scheme not udp://, ws://, wss://, http(s)://; no host or port)',
+  NDP_ERR_UNREACHABLE: 'the data server did not answer (connection refused, no COOKIE/ACCEPT after every retry, reconnect attempts exhausted)',
+  NDP_ERR_REFUSED: 'the data server refused the session (REJECT, HTTP error, WebSocket upgrade refused); the server\'s code is in the message',
+  NDP_ERR_CONNECTION_CLOSED: 'the WebSocket closed with a code that is neither normal nor an NDP_ERR_* reason',
+  NDP_ERR_STREAM_ENDED_EARLY: 'the session ended (BYE, close) before END delivered the whole stream, and it could not be resumed',
+  NDP_ERR_SERVER_SILENT: 'nothing arrived from the server for deadAfterMs: the client reconnects from its cursor',
   // LoRA training session (client/trainer/)
   NDP_ERR_DEVICE_UNAVAILABLE: 'the requested training device (webgpu, cuda) is not available in this onnxruntime-node build or machine',
   NDP_ERR_VOCAB_MISMATCH: "the tokenizer's vocabulary size does not match the model's",
