@@ -59,6 +59,9 @@ export const ERROR_CODES = {
   NDP_ERR_BAD_SAFETENSORS: 'a safetensors file is malformed (header length, JSON, offsets, dtype)',
   NDP_ERR_BAD_CHECKPOINT: 'a model folder lacks config.json or a weight the architecture needs, or a shape disagrees',
   NDP_ERR_BAD_TRAIN_OPTION: 'a training option is out of range or malformed (model, rank, targets, steps, sizes)',
+  // packet captures (src/capture/, ndp inspect FILE.pcap)
+  NDP_ERR_BAD_CAPTURE: 'not a pcap/pcapng file, or a record or block in it contradicts itself',
+  NDP_ERR_CAPTURE_STREAM: 'a captured WebSocket stream cannot be followed (segment missing beyond the hold limit, message too large, compressed)',
 } as const;
 
 export type NdpErrorCode = keyof typeof ERROR_CODES | `NDP_ERR_${string}`;
