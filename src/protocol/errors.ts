@@ -62,6 +62,32 @@ export const ERROR_CODES = {
   // packet captures (src/capture/, ndp inspect FILE.pcap)
   NDP_ERR_BAD_CAPTURE: 'not a pcap/pcapng file, or a record or block in it contradicts itself',
   NDP_ERR_CAPTURE_STREAM: 'a captured WebSocket stream cannot be followed (segment missing beyond the hold limit, message too large, compressed)',
+  // data server (server/, ndp serve; NDP.md §7)
+  NDP_ERR_BAD_PARAMS: 'session parameters invalid (type, range, unknown key); HTTP 400, REJECT, WebSocket close 4400',
+  NDP_ERR_UNKNOWN_DATASET: 'a session names a dataset or SRC the server does not serve (or a SRC several datasets share); HTTP 404, REJECT',
+  NDP_ERR_UNAUTHORIZED: 'missing or wrong token (server started with --token); HTTP 401, REJECT, WebSocket close 4401',
+  NDP_ERR_TOO_MANY_SESSIONS: 'the server holds --max-sessions sessions already; HTTP 503, REJECT',
+  NDP_ERR_UNKNOWN_SESSION: 'no session with that id (HTTP 404; in-band: dropped and counted)',
+  NDP_ERR_BAD_TICKET: 'SUBSCRIBE attach with a wrong, expired or already used ticket',
+  NDP_ERR_BAD_COOKIE: 'UDP SUBSCRIBE without a valid address-validation cookie (missing, expired, other address)',
+  NDP_ERR_SHORT_HELLO: 'UDP HELLO datagram under 256 bytes: dropped, a reply could amplify',
+  NDP_ERR_AMPLIFICATION: 'reply not sent: it would exceed 3x the bytes received from an unvalidated address',
+  NDP_ERR_HANDSHAKE_RATE: 'HELLO/SUBSCRIBE above --max-handshakes per IP per 10 s: dropped',
+  NDP_ERR_FOREIGN: 'datagram or message from a peer that holds no session, or about a session held by another peer: dropped',
+  NDP_ERR_UNEXPECTED_FRAME: 'a client sent a frame that is not TYP CONTROL (UDP: dropped; WebSocket: close 1002)',
+  NDP_ERR_STALE_CREDIT: 'CREDIT whose ack is below one already received: ignored',
+  NDP_ERR_TEXT_MESSAGE: 'WebSocket text message (NDP is binary): close 1003',
+  NDP_ERR_HANDSHAKE_TIMEOUT: 'WebSocket connection sent no SUBSCRIBE within --handshake-timeout: close 4408',
+  NDP_ERR_IDLE_TIMEOUT: 'nothing heard from the client for --idle-timeout: BYE idle',
+  NDP_ERR_SESSION_DELETED: 'session deleted with DELETE /v1/sessions/:id: BYE deleted',
+  NDP_ERR_SHUTDOWN: 'server shutting down (SIGTERM): BYE shutdown with the cursor; new sessions refused',
+  NDP_ERR_BAD_ROUTE: 'a --route flag or --routes file rule is malformed',
+  NDP_ERR_BAD_JSON: 'HTTP request body is not a JSON object or not application/json (400 / 415)',
+  NDP_ERR_REQUEST_TOO_LARGE: 'HTTP request body over 64 KiB (413)',
+  NDP_ERR_NOT_FOUND: 'no such HTTP path (404)',
+  NDP_ERR_METHOD_NOT_ALLOWED: 'HTTP method not allowed on that path (405)',
+  NDP_ERR_SERVER_OPTION: 'an ndp serve option is out of range or malformed',
+  NDP_ERR_READ_FAILED: 'the server could not read a sample from its dataset: session closed with BYE',
 } as const;
 
 export type NdpErrorCode = keyof typeof ERROR_CODES | `NDP_ERR_${string}`;
