@@ -5,7 +5,8 @@
  * Sequence and acknowledgement numbers advance byte for byte, so Wireshark reassembles the stream
  * and its HTTP and WebSocket dissectors decode it as if it had been sniffed.
  *
- * The handshake is not the one that went over the wire (transports report messages, not bytes): it
+ * The request is `GET /v1/stream` with subprotocol `ndp.v1` (NDP.md §7.2), so Wireshark hands the
+ * messages to the dissector registered for that subprotocol. The handshake is not the one that went over the wire (transports report messages, not bytes): it
  * carries no headers of the real request, so no token or cookie ever reaches a capture file.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -13,6 +14,9 @@ import { MAX_IP_PAYLOAD, TCP_FLAG, TCP_HEADER_BYTES, type TcpFields } from './ip
 
 /** RFC 6455 §1.3: the GUID appended to Sec-WebSocket-Key before hashing. */
 const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+/** NDP.md §7.2: the stream's path and the subprotocol every client offers and the server selects. */
+export const NDP_WS_PATH = '/v1/stream';
+export const NDP_WS_SUBPROTOCOL = 'ndp.v1';
 const OPCODE_BINARY = 0x2;
 const FIN = 0x80;
 const MASK = 0x80;
@@ -71,11 +75,11 @@ export class WebSocketSynth {
   open(): SynthSegment[] {
     const key = randomBytes(16).toString('base64');
     const request =
-      `GET / HTTP/1.1\r\nHost: ${this.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+      `GET ${NDP_WS_PATH} HTTP/1.1\r\nHost: ${this.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ${NDP_WS_SUBPROTOCOL}\r\n\r\n`;
     const response =
       `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Accept: ${websocketAccept(key)}\r\n\r\n`;
+      `Sec-WebSocket-Accept: ${websocketAccept(key)}\r\nSec-WebSocket-Protocol: ${NDP_WS_SUBPROTOCOL}\r\n\r\n`;
     const segments: SynthSegment[] = [];
     segments.push({ fromClient: true, tcp: { seq: this.clientSeq, ack: 0, flags: TCP_FLAG.SYN }, data: new Uint8Array(0) });
     this.clientSeq = (this.clientSeq + 1) >>> 0;
