@@ -229,7 +229,7 @@ local STRING_KEYS = { code = f.ctl_code, reason = f.ctl_reason, message = f.ctl_
 local function add_generic(tree, tvb, key_text, node, depth)
   local range = tvb(node.offset, node.length)
   local sub = tree:add(f.ctl_value, range, mp_text(node))
-  sub:prepend_text(key_text .. " ")
+  sub:set_text(key_text .. ": " .. mp_text(node))
   sub:add(f.ctl_key, range, key_text):set_generated()
   if (node.kind == "map" or node.kind == "array") and depth < MAX_MSGPACK_DEPTH then
     for i, item in ipairs(node.items) do
@@ -266,7 +266,7 @@ local function dissect_control(tvb, tree)
       sub:add(STRING_KEYS[key], range, value.value)
     elseif key == "ranges" and value.kind == "array" then
       local ranges = sub:add(f.ctl_value, range, mp_text(value))
-      ranges:prepend_text("ranges ")
+      ranges:set_text("ranges: " .. mp_text(value))
       for _, r in ipairs(value.items) do
         local pair = r.value
         if pair.kind == "array" and #pair.items == 2 and pair.items[1].value.kind == "int" and pair.items[2].value.kind == "int" then
