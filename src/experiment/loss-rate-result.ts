@@ -1,0 +1,82 @@
+/**
+ * What a loss-rate experiment records: one `RunRecord` per (rate, seed) run and the parameters they
+ * shared. `runs.json` in a report folder is exactly an `ExperimentResult`; the report, the plots and
+ * the conclusion are computed from it alone, so a report can be re-rendered from its raw data.
+ */
+
+/** Where the loss is injected: the trainer's CRC-Drop augmentation, the server's fault injector, or nftables on a veth pair. */
+export type LossPlace = 'client' | 'server' | 'network';
+export const LOSS_PLACES: readonly LossPlace[] = ['client', 'server', 'network'];
+
+export interface StepPoint {
+  readonly step: number;
+  readonly loss: number;
+}
+
+/** Exact counts of what the injector did, from the injector's own counters. */
+export interface InjectedCounts {
+  /** Who counted: `client` (trainer's CRC-Drop), `server` (the session's injector), `nft` (the lab's rules). */
+  readonly counter: 'client' | 'server' | 'nft';
+  /** Data frames the injector saw, where it counts them. */
+  readonly seen?: number;
+  readonly dropped: number;
+  readonly corrupted: number;
+}
+
+export interface RunRecord {
+  /** Loss rate of this run (fraction of data frames). */
+  readonly rate: number;
+  /** 0-based seed index; the seeds it derives are below. */
+  readonly seedIndex: number;
+  /** Seed of the model's initial weights (the base model and the LoRA init). */
+  readonly modelSeed: number;
+  /** Seed of the loss injector (CRC-Drop / server injection; nftables is not seedable). */
+  readonly lossSeed: number;
+  readonly ok: boolean;
+  /** Why the run failed (stderr tail), when `ok` is false. */
+  readonly error?: string;
+  /** Training loss per optimizer step. */
+  readonly trainCurve: readonly StepPoint[];
+  /** Held-out eval loss at each evaluation. */
+  readonly evalCurve: readonly StepPoint[];
+  /** Mean training loss over the last `ceil(steps / 10)` steps (a single step's loss is one batch: noisy). */
+  readonly finalTrainLoss: number;
+  /** Held-out eval loss after the last step (the eval split is never trained on). */
+  readonly finalEvalLoss: number;
+  /** Trained (non-padding) tokens per second of training wall time, as the trainer reports it. */
+  readonly tokensPerSecond: number;
+  readonly steps: number;
+  readonly wallSeconds: number;
+  /** The trainer's final accounting, flattened to dotted keys (e.g. `frames.dropped.augment`). */
+  readonly accounting: Readonly<Record<string, number>>;
+  readonly injected?: InjectedCounts;
+  /** The exact commands the run executed. */
+  readonly commands: Readonly<Record<string, readonly string[]>>;
+}
+
+export interface ExperimentParameters {
+  readonly rates: readonly number[];
+  readonly seeds: number;
+  readonly steps: number;
+  readonly where: LossPlace;
+  readonly model: string;
+  readonly evalEvery: number;
+  /** Shuffle seed of the server session: the same for every run, so every run sees one data order. */
+  readonly dataSeed: number;
+  /** Added to the seed index to make the model and loss seeds. */
+  readonly seedBase: number;
+  readonly parallel: number;
+  /** Extra arguments passed to every `ndp train`. */
+  readonly trainArgs: readonly string[];
+}
+
+export interface ExperimentResult {
+  readonly experiment: 'loss-rate';
+  /** The command line that made it, as typed (quoted). */
+  readonly command: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly host: { readonly cpus: number; readonly cpuModel: string; readonly node: string; readonly platform: string };
+  readonly parameters: ExperimentParameters;
+  readonly runs: readonly RunRecord[];
+}
