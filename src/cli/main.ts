@@ -10,6 +10,7 @@ interface CommandModule {
 }
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  demo: { summary: 'protocol demo: encode, damage, decode and reassemble frames; check the accounting', load: () => import('./commands/demo.js') },
 };
 
 function help(): string {
