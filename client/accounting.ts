@@ -4,8 +4,8 @@
  * - frames: `received = control + used + Σ dropped[reason]` (a frame is a control message, a part of
  *   a sample that completed, or dropped with a reason);
  * - samples: `expected = delivered + Σ dropped[reason] + pending` (a sample the stream covered, i.e.
- *   a position up to the cursor, is delivered, dropped with a reason, or still being reassembled;
- *   `pending` is 0 once the stream has ended).
+ *   position of the planned stream, is delivered, dropped with a reason, or still to come; the
+ *   equality is checked once the stream has ended, when nothing is pending).
  * The reason labels are the metrics labels too.
  */
 
@@ -23,10 +23,12 @@ export const FRAME_DROP_REASONS = [
   'malformed',
   /** A DST with no handler installed. */
   'unrouted',
-  /** A fragment of a sample that was dropped before it completed (timeout, lost, or over a limit). */
-  'orphaned',
-  /** A fragment of a sample already delivered before a resume. */
-  'stale',
+  /** A seq the client had already given up (GONE, or a lossy gap) that arrived after all. */
+  'late',
+  /** A seq far beyond the credit the client granted: no honest server sends it. */
+  'out_of_window',
+  /** A fragment the reassembler refused (contradicts itself or its sample, over maxSampleBytes). */
+  'rejected',
 ] as const;
 export type FrameDropReason = (typeof FRAME_DROP_REASONS)[number];
 
@@ -36,8 +38,10 @@ export const SAMPLE_DROP_REASONS = [
   'crc',
   /** A fragment was dropped by CRC-Drop augmentation and not repaired. */
   'augment',
-  /** Fragments never arrived and the server said they never will (GONE, lossy). */
+  /** Fragments never arrived and the client gave them up (a `lossy` session). */
   'lost',
+  /** Fragments the server said it will never send (GONE: evicted from its retransmit buffer, or routed away). */
+  'gone',
   /** Reassembly did not complete within the timeout. */
   'timeout',
   /** The reassembled body's CRC-32 did not match. */
@@ -46,8 +50,10 @@ export const SAMPLE_DROP_REASONS = [
   'bad_body',
   /** Longer than a batch row and the truncation policy is `drop`. */
   'too_long',
-  /** Reassembly memory or the reorder window was full. */
+  /** Reassembly memory or count limits evicted it (the reassembler's evicted_count / evicted_memory). */
   'overflow',
+  /** The fragments contradicted each other, or the sample exceeded maxSampleBytes. */
+  'rejected',
 ] as const;
 export type SampleDropReason = (typeof SAMPLE_DROP_REASONS)[number];
 
@@ -69,6 +75,7 @@ export interface AccountingSnapshot {
     readonly dropped: Readonly<Record<SampleDropReason, number>>;
   };
   readonly bytes: { readonly received: number; readonly tokens: number };
+  readonly streamEnded: boolean;
 }
 
 function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
@@ -91,6 +98,8 @@ export class Accounting {
   readonly samplesDropped: Record<SampleDropReason, number> = zeroes(SAMPLE_DROP_REASONS);
   bytesReceived = 0;
   tokensDelivered = 0;
+  /** Set when the stream ended (END reached, every sample resolved): the sample ledger must balance. */
+  streamEnded = false;
 
   dropFrame(reason: FrameDropReason, count = 1): void {
     this.framesDropped[reason] += count;
@@ -113,7 +122,7 @@ export class Accounting {
     const frames = this.framesControl + this.framesUsed + this.framesDroppedTotal;
     if (frames !== this.framesReceived) return `frames: received ${this.framesReceived} ≠ control ${this.framesControl} + used ${this.framesUsed} + dropped ${this.framesDroppedTotal}`;
     const samples = this.samplesDelivered + this.samplesDroppedTotal + this.samplesPending;
-    if (samples !== this.samplesExpected) return `samples: expected ${this.samplesExpected} ≠ delivered ${this.samplesDelivered} + dropped ${this.samplesDroppedTotal} + pending ${this.samplesPending}`;
+    if (this.streamEnded && samples !== this.samplesExpected) return `samples: expected ${this.samplesExpected} ≠ delivered ${this.samplesDelivered} + dropped ${this.samplesDroppedTotal} + pending ${this.samplesPending}`;
     return undefined;
   }
 
@@ -130,6 +139,7 @@ export class Accounting {
       },
       samples: { expected: this.samplesExpected, delivered: this.samplesDelivered, pending: this.samplesPending, dropped: { ...this.samplesDropped } },
       bytes: { received: this.bytesReceived, tokens: this.tokensDelivered },
+      streamEnded: this.streamEnded,
     };
   }
 }

@@ -18,6 +18,10 @@ export interface EqualStepsOptions {
   readonly steps: number;
   /** Samples kept from the start of each epoch for recycling. Defaults to 4 × batchSize. */
   readonly recyclePool?: number;
+  /** Step the first epoch starts at (a process resumed mid-epoch). Defaults to 0. */
+  readonly startStep?: number;
+  /** Fill short epochs up to `steps` (the rule); false only flushes the last partial batch. Defaults to true. */
+  readonly fill?: boolean;
 }
 
 /** A batch plus how many of its samples are recycled fill-ins. */
@@ -32,6 +36,7 @@ export class EqualStepsBatcher {
   readonly steps: number;
   private readonly batcher: Batcher;
   private readonly poolLimit: number;
+  private readonly fill: boolean;
   private epoch: number | undefined;
   private step = 0;
   private pool: Sample[] = [];
@@ -48,6 +53,13 @@ export class EqualStepsBatcher {
     this.batcher = new Batcher(batcherOptions);
     this.steps = options.steps;
     this.poolLimit = options.recyclePool ?? 4 * batcherOptions.batchSize;
+    this.step = options.startStep ?? 0;
+    this.fill = options.fill ?? true;
+  }
+
+  /** The epoch batches are being built for (undefined before the first sample or `endEpoch`). */
+  get currentEpoch(): number | undefined {
+    return this.epoch;
   }
 
   /** The samples per epoch → steps rule for unpacked batches. */
@@ -79,7 +91,11 @@ export class EqualStepsBatcher {
     if (this.epoch === undefined) return out;
     const ended = this.epoch;
     let next = 0;
-    while (this.step < this.steps) {
+    if (!this.fill) {
+      const partial = this.batcher.flush();
+      if (partial !== undefined && this.step < this.steps) out.push(this.emit(partial));
+    }
+    while (this.fill && this.step < this.steps) {
       const recycled = this.pool[next % Math.max(1, this.pool.length)];
       if (recycled === undefined) {
         // Nothing delivered in this epoch: all-padding batches (no tokens, no loss) keep the count.
