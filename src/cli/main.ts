@@ -10,6 +10,7 @@ interface CommandModule {
 }
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  pull: { summary: 'receive a stream from a data server; write samples as JSON lines and the stats', load: () => import('./commands/pull.js') },
   demo: { summary: 'protocol demo: encode, damage, decode and reassemble frames; check the accounting', load: () => import('./commands/demo.js') },
 };
 
