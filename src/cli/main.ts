@@ -10,8 +10,11 @@ interface CommandModule {
 }
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  convert: { summary: 'tokenize JSONL / source directories into an .ndp file', load: () => import('./commands/convert.js') },
+  inspect: { summary: 'summarize an .ndp / .qubgpu file (or a .pcap), print samples, --reindex a damaged file', load: () => import('./commands/inspect.js') },
   pull: { summary: 'receive a stream from a data server; write samples as JSON lines and the stats', load: () => import('./commands/pull.js') },
   demo: { summary: 'protocol demo: encode, damage, decode and reassemble frames; check the accounting', load: () => import('./commands/demo.js') },
+  experiment: { summary: 'loss-rate experiment: train per (loss rate, seed), report with a computed conclusion', load: () => import('./commands/experiment.js') },
 };
 
 function help(): string {

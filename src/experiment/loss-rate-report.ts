@@ -121,12 +121,17 @@ function runsTable(runs: readonly RunRecord[]): string {
   ].join('\n');
 }
 
-const WHERE_TEXT = {
-  client: "the trainer's CRC-Drop augmentation (`ndp train --crc-drop P`): a seeded fraction P of good data frames is treated as if its CRC had failed",
-  server: "the server's fault injector (`ndp serve --inject-drop P`): a seeded fraction P of data frames is not sent",
-  network:
-    'nftables on a veth pair between two network namespaces (`numgen random mod 10000 < P·10000 drop` on SEGMENT datagrams from the server): a fraction P of data frames is lost on the wire',
-} as const;
+function whereText(p: ExperimentResult['parameters']): string {
+  if (p.where === 'client') return "the trainer's CRC-Drop augmentation (`ndp train --crc-drop P`): a seeded fraction P of good data frames is treated as if its CRC had failed";
+  if (p.where === 'server') {
+    return p.fault === 'corrupt'
+      ? "the server's fault injector (`ndp serve --inject-corrupt P`): a seeded fraction P of data frames is sent with one bit flipped, so the trainer drops it on its CRC"
+      : "the server's fault injector (`ndp serve --inject-drop P`): a seeded fraction P of data frames is not sent";
+  }
+  return p.fault === 'corrupt'
+    ? 'nftables on a veth pair between two network namespaces (`numgen random mod 10000 < P·10000`, then `@th,112,8 set 0xff` on SEGMENT datagrams from the server): a fraction P of data frames arrives with a broken CRC'
+    : 'nftables on a veth pair between two network namespaces (`numgen random mod 10000 < P·10000 drop` on SEGMENT datagrams from the server): a fraction P of data frames is lost on the wire';
+}
 
 export function renderReport(result: ExperimentResult, analysis: Analysis = analyze(result)): string {
   const p = result.parameters;
@@ -170,7 +175,7 @@ ${accountingTable(analysis)}
 ${runsTable(result.runs)}
 
 ## Setup
-- Loss injected by ${WHERE_TEXT[p.where]}.
+- Loss injected by ${whereText(p)}.
 - Every run sees the same data in the same order: the server session is opened with the same
   parameters each time (shuffle seed ${p.dataSeed}, cursor 0, one rank), so runs differ only in the loss and the seed.
 - What "seed" varies: seed index i gives model seed ${p.seedBase} + i (the base weights and the LoRA

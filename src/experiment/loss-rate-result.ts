@@ -59,6 +59,8 @@ export interface ExperimentParameters {
   readonly seeds: number;
   readonly steps: number;
   readonly where: LossPlace;
+  /** What the server and network injectors do to a hit frame: break its CRC (`corrupt`, the seed's scenario) or drop it. The client's CRC-Drop always drops. */
+  readonly fault: 'corrupt' | 'drop';
   readonly model: string;
   readonly evalEvery: number;
   /** Shuffle seed of the server session: the same for every run, so every run sees one data order. */

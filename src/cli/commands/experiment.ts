@@ -1,0 +1,209 @@
+/**
+ * `ndp experiment loss-rate`: does dropping data frames (the seed's "CRC-Drop") lower the loss?
+ * Trains one LoRA run per (rate, seed) against a real server and writes a report with a computed
+ * conclusion (src/experiment/). See the README section "ndp experiment".
+ */
+import { parseArgs } from 'node:util';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { NdpError, isNdpError } from '../../protocol/errors.js';
+import { analyze } from '../../experiment/loss-rate-analysis.js';
+import { type LossPlace, LOSS_PLACES } from '../../experiment/loss-rate-result.js';
+import { DEFAULT_RUN_TIMEOUT_SECONDS, type FaultKind, type LossRateOptions, killLiveChildren, runLossRate } from '../../experiment/loss-rate.js';
+import { REPORT_FILES, writeReport } from '../../experiment/loss-rate-report.js';
+import { NetworkLab } from '../../experiment/network-lab.js';
+
+/** Exit code when `--where network` cannot run here (the automake convention for "skipped"). */
+export const EXIT_SKIPPED = 77;
+
+export const DEFAULTS = {
+  rates: [0, 0.01, 0.05, 0.1, 0.2],
+  seeds: 3,
+  steps: 200,
+  where: 'client' as LossPlace,
+  fault: 'corrupt' as FaultKind,
+  model: 'tiny',
+  dataSeed: 1,
+  seedBase: 1,
+  parallel: 1,
+  out: 'loss-rate-report',
+} as const;
+
+/** Upper bounds that keep a typo from launching a week of runs. */
+export const LIMITS = { rates: 32, seeds: 100, steps: 1_000_000, parallel: 64 } as const;
+
+export const usage = `usage: ndp experiment loss-rate [options] [-- extra ndp train arguments]
+
+Trains one LoRA run per (loss rate, seed) over UDP from a real server (each run: an \`ndp serve\`
+and an \`ndp train\` process), with data frames lost at that rate, and writes a report: REPORT.md
+(table: mean ± std over seeds, computed conclusion: does any rate beat 0% beyond seed-to-seed noise,
+by Welch's t-test, Holm-adjusted), loss-vs-step.svg, eval-loss-vs-rate.svg and runs.json (raw).
+
+Every run sees the same data in the same order (same session parameters: shuffle seed, cursor 0,
+lossy). Seed index i sets the model seed (base weights, LoRA init) and the loss injector's seed to
+seed-base + i; the data order never varies.
+
+options:
+  --rates LIST       comma-separated loss rates in [0, 1) (default ${DEFAULTS.rates.join(',')}; at most ${LIMITS.rates})
+  --seeds N          seeds per rate (default ${DEFAULTS.seeds}; 1..${LIMITS.seeds}; 1 seed = no test possible)
+  --steps N          optimizer steps per run (default ${DEFAULTS.steps}, as the seed's claim)
+  --eval-every N     held-out eval every N steps (default: steps / 5, rounded up)
+  --where W          client: the trainer's CRC-Drop (ndp train --crc-drop P);
+                     server: the server's injector (ndp serve --inject-corrupt|--inject-drop P);
+                     network: nftables on a veth pair between two network namespaces (root only;
+                     rates resolve to 1/10000) (default ${DEFAULTS.where})
+  --fault F          server and network: corrupt (bits flipped, CRC fails: the seed's scenario) or
+                     drop (frame lost) (default ${DEFAULTS.fault})
+  --model M          ndp train --model (default ${DEFAULTS.model})
+  --data FILE.ndp    training data the server serves (repeatable; required)
+  --eval-data FILE   held-out .ndp split, never trained on (required)
+  --data-seed S      shuffle seed of the session, the same for every run (default ${DEFAULTS.dataSeed})
+  --seed-base B      model and loss seeds are B + seed index (default ${DEFAULTS.seedBase})
+  --parallel N       runs at a time (default ${DEFAULTS.parallel}; 1..${LIMITS.parallel})
+  --run-timeout S    seconds before a run is killed and recorded as failed (default ${DEFAULT_RUN_TIMEOUT_SECONDS})
+  --keep-runs        keep each run's trainer output under OUT/runs/
+  --out DIR          report folder (default ${DEFAULTS.out})
+
+exit status: 0 report written; 1 error; 2 bad usage; ${EXIT_SKIPPED} --where network not permitted here
+(NDP_ERR_NETNS_UNAVAILABLE: needs root, iproute2 and nftables).`;
+
+function bad(message: string): never {
+  throw new NdpError('NDP_ERR_EXPERIMENT_BAD_OPTION', message);
+}
+
+function integer(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) bad(`--${name} must be an integer ${min}..${max}, got '${value}'`);
+  return n;
+}
+
+/** Parses `--rates`: distinct fractions in [0, 1), kept in the order given. */
+export function parseRates(text: string): number[] {
+  const rates = text.split(',').map((s) => s.trim());
+  if (rates.length === 0 || rates.length > LIMITS.rates) bad(`--rates takes 1..${LIMITS.rates} values`);
+  const out: number[] = [];
+  for (const r of rates) {
+    const n = Number(r);
+    if (r === '' || !Number.isFinite(n) || n < 0 || n >= 1) bad(`--rates: each rate is a fraction in [0, 1), got '${r}'`);
+    if (out.includes(n)) bad(`--rates: ${n} is given twice`);
+    out.push(n);
+  }
+  return out;
+}
+
+/** Parses the command line into runner options (no side effects). */
+export function parseLossRateArgs(argv: readonly string[]): Omit<LossRateOptions, 'onProgress'> {
+  const split = argv.indexOf('--');
+  const own = split < 0 ? [...argv] : argv.slice(0, split);
+  const trainArgs = split < 0 ? [] : argv.slice(split + 1);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: own,
+      options: {
+        rates: { type: 'string' },
+        seeds: { type: 'string' },
+        steps: { type: 'string' },
+        'eval-every': { type: 'string' },
+        where: { type: 'string' },
+        fault: { type: 'string' },
+        model: { type: 'string' },
+        data: { type: 'string', multiple: true },
+        'eval-data': { type: 'string' },
+        'data-seed': { type: 'string' },
+        'seed-base': { type: 'string' },
+        parallel: { type: 'string' },
+        'run-timeout': { type: 'string' },
+        'keep-runs': { type: 'boolean' },
+        out: { type: 'string' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    bad((err as Error).message);
+  }
+  const v = parsed.values;
+  const where = (v.where ?? DEFAULTS.where) as LossPlace;
+  if (!LOSS_PLACES.includes(where)) bad(`--where must be one of ${LOSS_PLACES.join(', ')}, got '${v.where}'`);
+  const fault = (v.fault ?? DEFAULTS.fault) as FaultKind;
+  if (fault !== 'corrupt' && fault !== 'drop') bad(`--fault must be corrupt or drop, got '${v.fault}'`);
+  const rates = v.rates === undefined ? [...DEFAULTS.rates] : parseRates(v.rates);
+  const steps = integer('steps', v.steps, DEFAULTS.steps, 1, LIMITS.steps);
+  if (v.data === undefined || v.data.length === 0) bad('--data FILE.ndp is required (the training split the server serves)');
+  if (v['eval-data'] === undefined) bad('--eval-data FILE.ndp is required (the held-out split)');
+  return {
+    rates,
+    seeds: integer('seeds', v.seeds, DEFAULTS.seeds, 1, LIMITS.seeds),
+    steps,
+    evalEvery: integer('eval-every', v['eval-every'], Math.ceil(steps / 5), 1, steps),
+    where,
+    fault,
+    model: v.model ?? DEFAULTS.model,
+    trainData: v.data.map((p) => resolve(p)),
+    evalData: resolve(v['eval-data']),
+    dataSeed: integer('data-seed', v['data-seed'], DEFAULTS.dataSeed, 0, 0xffffffff),
+    seedBase: integer('seed-base', v['seed-base'], DEFAULTS.seedBase, 0, 0xffffffff - LIMITS.seeds),
+    parallel: integer('parallel', v.parallel, DEFAULTS.parallel, 1, LIMITS.parallel),
+    runTimeoutSeconds: integer('run-timeout', v['run-timeout'], DEFAULT_RUN_TIMEOUT_SECONDS, 1, 7 * 24 * 3600),
+    keepRuns: v['keep-runs'] ?? false,
+    out: resolve(v.out ?? DEFAULTS.out),
+    trainArgs,
+  };
+}
+
+/** The command line as typed, quoted so it can be pasted back into a shell. */
+function shellLine(argv: readonly string[]): string {
+  return ['ndp', 'experiment', 'loss-rate', ...argv].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+async function lossRate(argv: string[]): Promise<number> {
+  const options = parseLossRateArgs(argv);
+  if (options.where === 'network') {
+    try {
+      await (await NetworkLab.create({})).close();
+    } catch (err) {
+      if (!isNdpError(err, 'NDP_ERR_NETNS_UNAVAILABLE')) throw err;
+      process.stderr.write(`ndp experiment: skipping --where network: ${err.code}: ${err.message}\n`);
+      return EXIT_SKIPPED;
+    }
+  }
+  // Children and namespace labs must not outlive an interrupted experiment.
+  const onSignal = (): void => {
+    killLiveChildren();
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const scratch = await mkdtemp(join(tmpdir(), 'ndp-experiment-'));
+  try {
+    const result = await runLossRate({ ...options, onProgress: (line) => process.stderr.write(`${line}\n`) }, shellLine(argv));
+    await writeReport(options.out, result);
+    const analysis = analyze(result);
+    process.stdout.write(`${analysis.conclusion}\n${analysis.powerNote}\nreport: ${join(options.out, REPORT_FILES.report)}\n`);
+    return result.runs.every((r) => r.ok) ? 0 : 1;
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'loss-rate') {
+    process.stderr.write(`ndp experiment: unknown experiment '${sub ?? ''}'\n${usage}\n`);
+    return 2;
+  }
+  try {
+    return await lossRate(rest);
+  } catch (err) {
+    if (isNdpError(err, 'NDP_ERR_EXPERIMENT_BAD_OPTION')) {
+      process.stderr.write(`ndp experiment: ${err.code}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The runner's pieces that need no server or trainer: option parsing and its limits, the server's
+ * ready line, the trainer's metrics files, Prometheus counters, the final-loss rule.
+ */
+import t from 'tap';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULTS, LIMITS, parseLossRateArgs, parseRates } from '../../src/cli/commands/experiment.js';
+import { finalTrainLoss, flattenNumbers, parseReadyLine, promCounterByLabel, readTrainerMetrics } from '../../src/experiment/loss-rate.js';
+
+const DATA = ['--data', 'train.ndp', '--eval-data', 'eval.ndp'];
+const BAD = { code: 'NDP_ERR_EXPERIMENT_BAD_OPTION' };
+
+t.test('defaults', async (t) => {
+  const o = parseLossRateArgs(DATA);
+  t.same(o.rates, DEFAULTS.rates);
+  t.equal(o.seeds, 3);
+  t.equal(o.steps, 200);
+  t.equal(o.evalEvery, 40, 'steps / 5');
+  t.equal(o.where, 'client');
+  t.equal(o.fault, 'corrupt');
+  t.equal(o.parallel, 1);
+  t.same(o.trainArgs, []);
+  t.ok(o.trainData[0]!.endsWith('/train.ndp') && o.trainData[0]!.startsWith('/'), 'paths made absolute');
+});
+
+t.test('options, and arguments after -- go to ndp train', async (t) => {
+  const o = parseLossRateArgs([...DATA, '--rates', '0, 0.05,0.2', '--seeds', '2', '--steps', '7', '--where', 'network', '--fault', 'drop', '--parallel', '2', '--', '--batch', '4']);
+  t.same(o.rates, [0, 0.05, 0.2]);
+  t.equal(o.evalEvery, 2, 'ceil(7 / 5)');
+  t.equal(o.where, 'network');
+  t.equal(o.fault, 'drop');
+  t.same(o.trainArgs, ['--batch', '4']);
+});
+
+t.test('rates: fractions in [0, 1), distinct, at most the limit', async (t) => {
+  t.same(parseRates('0.1,0'), [0.1, 0], 'order kept');
+  t.throws(() => parseRates('0,1'), BAD, 'rate 1 would drop everything');
+  t.throws(() => parseRates('-0.1'), BAD);
+  t.throws(() => parseRates('0,,0.1'), BAD);
+  t.throws(() => parseRates('0,abc'), BAD);
+  t.throws(() => parseRates('0.1,0.1'), BAD, 'duplicates');
+  const atLimit = Array.from({ length: LIMITS.rates }, (_, i) => i / 100).join(',');
+  t.equal(parseRates(atLimit).length, LIMITS.rates, 'exactly the limit is fine');
+  t.throws(() => parseRates(`${atLimit},0.9`), BAD, 'one over the limit');
+});
+
+t.test('integer limits are enforced at their edges', async (t) => {
+  t.equal(parseLossRateArgs([...DATA, '--seeds', String(LIMITS.seeds)]).seeds, LIMITS.seeds);
+  t.throws(() => parseLossRateArgs([...DATA, '--seeds', String(LIMITS.seeds + 1)]), BAD);
+  t.throws(() => parseLossRateArgs([...DATA, '--seeds', '0']), BAD);
+  t.equal(parseLossRateArgs([...DATA, '--parallel', String(LIMITS.parallel)]).parallel, LIMITS.parallel);
+  t.throws(() => parseLossRateArgs([...DATA, '--parallel', String(LIMITS.parallel + 1)]), BAD);
+  t.throws(() => parseLossRateArgs([...DATA, '--steps', '1.5']), BAD);
+  t.throws(() => parseLossRateArgs([...DATA, '--steps', '10', '--eval-every', '11']), BAD, 'eval-every beyond the last step');
+});
+
+t.test('bad usage has a stable code', async (t) => {
+  t.throws(() => parseLossRateArgs(['--eval-data', 'e.ndp']), BAD, 'no training data');
+  t.throws(() => parseLossRateArgs(['--data', 't.ndp']), BAD, 'no eval data');
+  t.throws(() => parseLossRateArgs([...DATA, '--where', 'moon']), BAD);
+  t.throws(() => parseLossRateArgs([...DATA, '--fault', 'flip']), BAD);
+  t.throws(() => parseLossRateArgs([...DATA, '--bogus']), BAD, 'unknown option');
+  t.throws(() => parseLossRateArgs([...DATA, 'stray']), BAD, 'positional');
+});
+
+t.test('ready line: ports wherever the server puts them', async (t) => {
+  t.same(parseReadyLine('{"ready":true,"udp":41000,"ws":41001,"http":41002}'), { udp: 41000, ws: 41001, http: 41002 });
+  t.same(parseReadyLine('{"event":"ready","ports":{"udp":1,"http":3}}'), { udp: 1, http: 3 });
+  t.same(parseReadyLine('{"listening":{"udp":{"host":"127.0.0.1","port":5},"http":"http://127.0.0.1:6/"}}'), { udp: 5, http: 6 });
+  t.equal(parseReadyLine('serving 2 datasets'), undefined, 'not JSON');
+  t.equal(parseReadyLine('{"datasets":2}'), undefined, 'JSON without ports');
+  t.equal(parseReadyLine('42'), undefined);
+});
+
+t.test('Prometheus counters by label', async (t) => {
+  const text = [
+    '# HELP ndp_injected_total faults injected, by kind',
+    '# TYPE ndp_injected_total counter',
+    'ndp_injected_total{kind="drop"} 12',
+    'ndp_injected_total{kind="corrupt",session="1"} 3',
+    'ndp_injected_total{kind="corrupt",session="2"} 4',
+    'ndp_injected_totally{kind="drop"} 99',
+  ].join('\n');
+  t.same(promCounterByLabel(text, 'ndp_injected_total', 'kind'), { drop: 12, corrupt: 7 });
+});
+
+t.test('trainer metrics: steps, evals, tokens/s and accounting from the output folder', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'ndp-metrics-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(
+    join(dir, 'metrics.jsonl'),
+    [
+      '{"step":1,"loss":5,"tokensPerSecond":100,"drops":{"frames":{"received":10,"dropped":{"augment":1}}}}',
+      '{"step":2,"loss":4,"tokensPerSecond":300,"drops":{"frames":{"received":20,"dropped":{"augment":2}}}}',
+      '{"step":2,"kind":"eval","loss":4.5}',
+      'not json',
+      '',
+    ].join('\n'),
+  );
+  const m = await readTrainerMetrics(dir);
+  t.same(m.trainCurve, [
+    { step: 1, loss: 5 },
+    { step: 2, loss: 4 },
+  ]);
+  t.same(m.evalCurve, [{ step: 2, loss: 4.5 }]);
+  t.equal(m.tokensPerSecond, 200, 'mean of the steps without a summary');
+  t.same(m.accounting, { 'frames.received': 20, 'frames.dropped.augment': 2 }, 'the last accounting seen');
+  await writeFile(join(dir, 'summary.json'), '{"tokensPerSecond":250,"accounting":{"samples":{"delivered":9}}}');
+  const withSummary = await readTrainerMetrics(dir);
+  t.equal(withSummary.tokensPerSecond, 250, 'the summary figure wins');
+  t.same(withSummary.accounting, { 'samples.delivered': 9 });
+});
+
+t.test('final train loss is the mean of the last tenth', async (t) => {
+  const curve = Array.from({ length: 20 }, (_, i) => ({ step: i + 1, loss: i + 1 }));
+  t.equal(finalTrainLoss(curve), 19.5, 'last 2 of 20');
+  t.equal(finalTrainLoss(curve.slice(0, 3)), 3, 'at least one step');
+  t.ok(Number.isNaN(finalTrainLoss([])));
+  t.same(flattenNumbers({ a: { b: 1, c: [2] }, d: 'x', e: 3 }), { 'a.b': 1, e: 3 });
+});
