@@ -137,8 +137,8 @@ export class NdpFileWriter {
     this.buffered = 0;
   }
 
-  /** Writes the index, rewrites the header with the final counts, closes the file. */
-  async finish(): Promise<WrittenFile> {
+  /** Writes the index, rewrites the header with the final counts (and `src`, when given, as the default SRC), closes the file. */
+  async finish(overrides: { readonly src?: number } = {}): Promise<WrittenFile> {
     if (this.state !== 'open') throw new Error(`NdpFileWriter for ${this.path} is ${this.state}`);
     await this.flush();
     const indexOffset = this.flushedBytes;
@@ -161,7 +161,7 @@ export class NdpFileWriter {
     tail.writeUInt32BE(crc);
     await this.writeAll(tail, at);
     at += tail.length;
-    const header = encodeHeader({ src: this.src, dst: this.dst, sampleCount: this.samples, tokenCount: this.tokens, indexOffset, tokenizer: this.options.tokenizer, name: this.options.name });
+    const header = encodeHeader({ src: overrides.src ?? this.src, dst: this.dst, sampleCount: this.samples, tokenCount: this.tokens, indexOffset, tokenizer: this.options.tokenizer, name: this.options.name });
     if (header.length !== this.headerLength) throw new Error('header length changed while writing');
     await this.writeAll(header, 0);
     await this.handle.truncate(at);
