@@ -554,8 +554,16 @@ class Handshake {
 
   /** After ACCEPT: later messages go to the session; any that came in the meantime first. */
   handOver(forward: (bytes: Uint8Array) => void): void {
-    this.forward = forward;
-    for (const bytes of this.early.splice(0)) forward(bytes);
+    const early = this.early.splice(0);
+    if (early.length === 0) {
+      this.forward = forward;
+      return;
+    }
+    // After the opener has the Session in hand (a macrotask later), in arrival order.
+    setImmediate(() => {
+      for (const bytes of early.concat(this.early.splice(0))) forward(bytes);
+      this.forward = forward;
+    });
   }
 
   dispose(): void {
@@ -603,7 +611,7 @@ class Handshake {
       return;
     }
     if (this.waiter === undefined) {
-      // Between ACCEPT and hand-over (same tick) or after a failure: keep for the session, bounded.
+      // Between ACCEPT and hand-over or after a failure: keep for the session, bounded.
       if (this.early.length < 4096) this.early.push(bytes);
       return;
     }
@@ -615,7 +623,12 @@ class Handshake {
       } catch {
         read = undefined;
       }
-      if (read === undefined) break;
+      if (read === undefined) {
+        // Not a frame (or a torn one): nothing a handshake can use; counted once per datagram/message rest.
+        this.accounting.framesReceived++;
+        this.accounting.dropFrame('malformed');
+        break;
+      }
       offset = read.end;
       const { frame } = read;
       if (frame.crcOk && frame.typ === TYP.CONTROL && frame.dst === DST.CONTROL) {
