@@ -90,6 +90,9 @@ export const ERROR_CODES = {
   NDP_ERR_METHOD_NOT_ALLOWED: 'HTTP method not allowed on that path (405)',
   NDP_ERR_SERVER_OPTION: 'an ndp serve option is out of range or malformed',
   NDP_ERR_READ_FAILED: 'the server could not read a sample from its dataset: session closed with BYE',
+  NDP_ERR_SEND_FAILED: 'the kernel refused a UDP send (counted; repair sessions recover it by NACK)',
+  NDP_ERR_BAD_WEBSOCKET: 'a WebSocket protocol violation the ws library closed the connection for (bad opcode, masking, UTF-8)',
+  NDP_ERR_INTERNAL: 'a server bug: HTTP 500 with the message',
 } as const;
 
 export type NdpErrorCode = keyof typeof ERROR_CODES | `NDP_ERR_${string}`;
