@@ -12,7 +12,9 @@ interface CommandModule {
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   convert: { summary: 'tokenize JSONL / source directories into an .ndp file', load: () => import('./commands/convert.js') },
   inspect: { summary: 'summarize an .ndp / .qubgpu file (or a .pcap), print samples, --reindex a damaged file', load: () => import('./commands/inspect.js') },
+  serve: { summary: 'serve .ndp files to trainers over UDP and WebSocket (HTTP control plane, /metrics)', load: () => import('./commands/serve.js') },
   pull: { summary: 'receive a stream from a data server; write samples as JSON lines and the stats', load: () => import('./commands/pull.js') },
+  train: { summary: 'train LoRA adapters on batches from a server (or a local .ndp file); adapter in PEFT layout', load: () => import('./commands/train.js') },
   demo: { summary: 'protocol demo: encode, damage, decode and reassemble frames; check the accounting', load: () => import('./commands/demo.js') },
   experiment: { summary: 'loss-rate experiment: train per (loss rate, seed), report with a computed conclusion', load: () => import('./commands/experiment.js') },
 };
