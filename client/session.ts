@@ -135,6 +135,9 @@ export class Session {
   private readonly hints = new Map<number, 'crc' | 'augment'>();
   private nextOrdinal = 0;
   private lastResolvedSeq = -1;
+  /** Tracker counts already added to the accounting (which spans sessions). */
+  private countedMissing = 0;
+  private countedRepaired = 0;
   private resolveEnded!: (end: SessionEnd) => void;
   private isEnded = false;
   private timer: NodeJS.Timeout | undefined;
@@ -436,6 +439,10 @@ export class Session {
 
   /** Resolves samples in stream order as far as possible. */
   private drain(): void {
+    this.accounting.framesMissing += this.tracker.missing - this.countedMissing;
+    this.accounting.framesRepaired += this.tracker.repaired - this.countedRepaired;
+    this.countedMissing = this.tracker.missing;
+    this.countedRepaired = this.tracker.repaired;
     if (this.isEnded) return;
     const total = this.accept.samplesTotal;
     const ack = this.tracker.ack;
