@@ -18,19 +18,24 @@ from .registry import DST, SRC, TYP
 from .tensor_frame import DTYPES, HOST_LITTLE_ENDIAN, decode_tensor_header
 
 SOCKET_ENV = "NDP_WORKER_SOCKET"
-#: Default bound on one tensor's bytes (a [64, 8192] int32 batch tensor is 2 MiB).
-DEFAULT_MAX_TENSOR_BYTES = 256 * 1024 * 1024
+#: Default bound on one tensor's bytes: base weights sent with ``init`` include the embedding
+#: (151,936 × 1,024 float32 = 622 MB for a 1024-wide model); a [64, 8192] int32 batch tensor is 2 MiB.
+DEFAULT_MAX_TENSOR_BYTES = 1024 * 1024 * 1024
 #: Default bound on the tensors of one batch (a Batch has five).
 DEFAULT_MAX_BATCH_TENSORS = 16
+#: Default bound on the base-weight tensors of an ``init`` (a 28-layer Qwen2 has 339).
+DEFAULT_MAX_INIT_TENSORS = 4096
 
 
 class Batch:
-    """One batch as the worker received it: ``tensors`` maps a name to what the allocator built."""
+    """A request that came with tensors (a ``batch``, or an ``init`` with base weights):
+    ``tensors`` maps a name to what the allocator built; ``kind`` is the message's ``w``."""
 
-    __slots__ = ("id", "mode", "tensors", "message")
+    __slots__ = ("id", "kind", "mode", "tensors", "message")
 
     def __init__(self, batch_id: int, mode: str, tensors: Dict[str, Any], message: Dict[str, Any]):
         self.id = batch_id
+        self.kind = message.get("w", "batch")
         self.mode = mode
         self.tensors = tensors
         self.message = message
@@ -75,16 +80,18 @@ class WorkerChannel:
     ``receive()`` returns the next request: a ``Batch`` once all its tensors arrived (the channel
     then sends the ``ack`` the trainer's flow control waits for), a message ``dict`` otherwise, or
     ``None`` when the trainer closed the stream. Limits: ``max_tensor_bytes`` (default 256 MiB) and
-    ``max_batch_tensors`` (default 16); past either the batch is refused with NDP_ERR_BAD_TENSOR.
+    ``max_batch_tensors`` (default 16; an ``init`` with weights is bounded by ``max_init_tensors``, default 4096); past either the batch is refused with NDP_ERR_BAD_TENSOR.
     """
 
-    def __init__(self, stream, allocator=None, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES, max_batch_tensors: int = DEFAULT_MAX_BATCH_TENSORS):
+    def __init__(self, stream, allocator=None, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES, max_batch_tensors: int = DEFAULT_MAX_BATCH_TENSORS,
+                 max_init_tensors: int = DEFAULT_MAX_INIT_TENSORS):
         self._stream = stream
         self._source = FrameSource(stream)
         self._send = stream.sendall if hasattr(stream, "sendall") else self._write_stream
         self.allocator = allocator if allocator is not None else BytesAllocator()
         self.max_tensor_bytes = max_tensor_bytes
         self.max_batch_tensors = max_batch_tensors
+        self.max_init_tensors = max_init_tensors
         self.closed = False
 
     @classmethod
@@ -132,19 +139,21 @@ class WorkerChannel:
         if header.typ != TYP["CONTROL"]:
             raise NdpError("NDP_ERR_WORKER_PROTOCOL", f"frame of TYP 0x{header.typ:02x} on the worker channel (only CONTROL and TENSOR)")
         message = self._read_message(header)
-        if message["w"] != "batch":
+        if message["w"] != "batch" and "tensors" not in message:
             return message
         batch = self._read_batch(message)
-        self.send({"w": "ack", "id": batch.id})
+        if batch.kind == "batch":
+            self.send({"w": "ack", "id": batch.id})
         return batch
 
     def _read_batch(self, message: Dict[str, Any]) -> Batch:
         batch_id = message.get("id")
         names = message.get("tensors")
         if not isinstance(batch_id, int) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise NdpError("NDP_ERR_WORKER_PROTOCOL", "a 'batch' message needs an integer 'id' and a list of tensor names 'tensors'")
-        if len(names) > self.max_batch_tensors:
-            raise NdpError("NDP_ERR_BAD_TENSOR", f"batch {batch_id} announces {len(names)} tensors, the limit is {self.max_batch_tensors}")
+            raise NdpError("NDP_ERR_WORKER_PROTOCOL", f"a '{message['w']}' message with tensors needs an integer 'id' and a list of tensor names 'tensors'")
+        limit = self.max_batch_tensors if message["w"] == "batch" else self.max_init_tensors
+        if len(names) > limit:
+            raise NdpError("NDP_ERR_BAD_TENSOR", f"'{message['w']}' {batch_id} announces {len(names)} tensors, the limit is {limit}")
         tensors: Dict[str, Any] = {}
         for name in names:
             tensors[name] = self._read_tensor(batch_id, name)

@@ -60,10 +60,12 @@ class NdpBatchDataset(_Base):
             item = channel.receive()
             if item is None:
                 return
-            if isinstance(item, Batch):
+            if isinstance(item, Batch) and item.kind == "batch":
                 self.current = item
                 yield item.tensors
                 continue
+            if isinstance(item, Batch):
+                item = item.message
             kind = item["w"]
             if kind == "close":
                 channel.send({"w": "closed", "id": item.get("id")})

@@ -21,7 +21,7 @@ import torch
 from .errors import NdpError
 from .safetensors_io import read_safetensors, write_safetensors
 from .torch_lora import apply_lora
-from .torch_model import ModelConfig, Qwen2ForCausalLM, causal_lm_loss
+from .torch_model import ModelConfig, Qwen2ForCausalLM, causal_lm_loss, loss_positions
 
 _ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
@@ -52,12 +52,28 @@ def _hf_available() -> bool:
     return importlib.util.find_spec("transformers") is not None and importlib.util.find_spec("peft") is not None
 
 
+#: How many more embedding rows than tokenizer ids a model may have (padded vocabularies), as the ONNX session allows.
+MAX_EMBEDDING_PADDING = 1024
+
+
+def check_vocabulary(tokenizer_vocab, model_vocab: int) -> None:
+    """The same rule as the ONNX session (client/trainer/training-worker.ts): NDP_ERR_VOCAB_MISMATCH."""
+    if not tokenizer_vocab:
+        return
+    if tokenizer_vocab > model_vocab or model_vocab - tokenizer_vocab > MAX_EMBEDDING_PADDING:
+        raise NdpError("NDP_ERR_VOCAB_MISMATCH", f"the data's tokenizer has {tokenizer_vocab} tokens but the model's vocabulary has {model_vocab} rows: train with the model the data was tokenized for")
+
+
 class LoraEngine:
-    def __init__(self, init: dict):
+    """``init`` keys as in NDP.md §11.3; ``weights`` (name → float32 tensor) are the base weights the
+    trainer sent with ``init`` (the ONNX session's seeded preset weights, so both engines train the
+    very same model); without them a preset is initialised here from ``seed``."""
+
+    def __init__(self, init: dict, weights=None):
         lora = init.get("lora") or {}
         optim = init.get("optim") or {}
         self.r = int(lora.get("r", 8))
-        self.alpha = float(lora.get("alpha", 16))
+        self.alpha = lora.get("alpha", 16)
         self.targets = list(lora.get("targets") or ["q_proj", "v_proj"])
         self.grad_accum = max(1, int(optim.get("grad_accum", 1)))
         self.max_grad_norm = float(optim.get("max_grad_norm", 1.0))
@@ -72,15 +88,18 @@ class LoraEngine:
             self.base_name = str(checkpoint)
             self._load_checkpoint(Path(checkpoint), generator)
         else:
-            config = ModelConfig.from_dict(init.get("model") or {})
+            model = init.get("model") or {}
+            config = ModelConfig.from_dict(model)
             self.model = Qwen2ForCausalLM(config)
-            self.model.init_weights(generator)
+            self.base_name = str(model.get("preset", "ndp-preset"))
+            if weights:
+                self._load_state(weights, f"the weights sent with init for {self.base_name}")
+                self.notes.append("base weights sent by the trainer (identical to the ONNX session's)")
+            else:
+                self.model.init_weights(generator)
             self.vocab_size = config.vocab_size
-            self.base_name = str((init.get("model") or {}).get("preset", "ndp-preset"))
-            self.description = f"{self.base_name} (built-in Qwen2, {config.num_hidden_layers} layers, hidden {config.hidden_size}, vocab {config.vocab_size})"
-        vocab = init.get("vocab")
-        if vocab is not None and int(vocab) > self.vocab_size:
-            raise NdpError("NDP_ERR_VOCAB_MISMATCH", f"tokenizer vocabulary of {vocab} does not fit the model's {self.vocab_size} embeddings")
+            self.description = f"{self.base_name} (built-in Qwen2, {config.num_hidden_layers} layers, hidden {config.hidden_size}, heads {config.num_attention_heads}/{config.num_key_value_heads}, vocab {config.vocab_size})"
+        check_vocabulary(init.get("vocab"), self.vocab_size)
         if not self.hf:
             for p in self.model.parameters():
                 p.requires_grad_(False)
@@ -89,7 +108,14 @@ class LoraEngine:
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.params, lr=float(optim.get("lr", 1e-3)), weight_decay=float(optim.get("weight_decay", 0.0)))
         self.micro = 0
+        self.group_tokens = 0
         self.steps = 0
+
+    def _load_state(self, state, where: str) -> None:
+        missing, _ = self.model.load_state_dict(state, strict=False)
+        missing = [m for m in missing if not (m == "lm_head.weight" and self.model.config.tie_word_embeddings)]
+        if missing:
+            raise NdpError("NDP_ERR_WORKER_START", f"{where}: weights missing: {missing[:5]}")
 
     # -- model loading -------------------------------------------------------------------------
     def _load_checkpoint(self, folder: Path, generator) -> None:
@@ -108,10 +134,9 @@ class LoraEngine:
             self.description = f"{folder.name} (transformers {config.get('model_type')}, peft LoRA)"
             self.notes.append("transformers + peft path: attention follows the model's own mask (packed documents are separated only by its attention implementation)")
             return
-        if config.get("model_type") != "qwen2":
+        if config.get("model_type") not in ("qwen2", "qwen3"):
             raise NdpError("NDP_ERR_WORKER_START", f"{folder}: model_type {config.get('model_type')!r} needs transformers + peft, which this Python cannot import")
         self.model = Qwen2ForCausalLM(ModelConfig.from_dict(config))
-        self.model.init_weights(generator)
         state = {}
         for file in sorted(folder.glob("*.safetensors")):
             tensors, _ = read_safetensors(file)
@@ -119,10 +144,7 @@ class LoraEngine:
                 if dtype not in _ST_DTYPES:
                     continue
                 state[name] = torch.frombuffer(bytearray(raw), dtype=_ST_DTYPES[dtype]).view(shape).float() if raw.nbytes else torch.empty(shape)
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        missing = [m for m in missing if not (m == "lm_head.weight" and self.model.config.tie_word_embeddings)]
-        if missing:
-            raise NdpError("NDP_ERR_WORKER_START", f"{folder}: weights missing from the checkpoint: {missing[:5]}")
+        self._load_state(state, str(folder))
         self.description = f"{folder.name} (built-in Qwen2 from checkpoint, {self.model.config.num_hidden_layers} layers)"
         self.notes.append("transformers/peft not importable: checkpoint loaded into the built-in Qwen2 module")
 
@@ -131,15 +153,32 @@ class LoraEngine:
         return sum(p.numel() for p in self.params)
 
     # -- compute -------------------------------------------------------------------------------
-    def _loss(self, batch):
-        ids = batch["input_ids"].to(self.device, non_blocking=True)
-        labels = batch["labels"].to(self.device, non_blocking=True)
-        positions = batch["position_ids"].to(self.device, non_blocking=True)
-        documents = batch["document_ids"].to(self.device, non_blocking=True)
+    def _inputs(self, batch):
+        """Checks ids on the host (the tensors are still in pinned CPU memory), then starts their copy to the device.
+
+        Padding (attention_mask 0) gets id 0 and document 0, as in the ONNX session (loss-targets.ts).
+        """
+        mask = batch["attention_mask"] != 0
+        ids = torch.where(mask, batch["input_ids"], torch.zeros_like(batch["input_ids"]))
+        documents = torch.where(mask, batch["document_ids"], torch.zeros_like(batch["document_ids"]))
+        labels = batch["labels"]
+        bad = (ids < 0) | (ids >= self.vocab_size)
+        if bool(bad.any()):
+            row, col = (int(v) for v in bad.nonzero()[0])
+            raise NdpError("NDP_ERR_TOKEN_OUT_OF_RANGE", f"token id {int(ids[row, col])} at row {row}, position {col} is outside the model vocabulary ({self.vocab_size})")
+        keep, target = loss_positions(labels, documents)
+        bad = keep & ((target < 0) | (target >= self.vocab_size))
+        if bool(bad.any()):
+            row, col = (int(v) for v in bad.nonzero()[0])
+            raise NdpError("NDP_ERR_TOKEN_OUT_OF_RANGE", f"label {int(target[row, col])} at row {row}, position {col + 1} is outside the model vocabulary ({self.vocab_size})")
+        move = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731
+        return move(ids), move(batch["position_ids"]), move(documents), move(labels), move(batch["attention_mask"])
+
+    def _loss_sum(self, batch):
+        ids, positions, documents, labels, mask = self._inputs(batch)
         # Only built when asked for: torch 1.13's autocast probes CUDA even when disabled.
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext():
             if self.hf:
-                mask = batch["attention_mask"].to(self.device, non_blocking=True)
                 logits = self.model(input_ids=ids.long(), attention_mask=mask.long(), position_ids=positions.long()).logits
                 return causal_lm_loss(logits, lambda x: x, labels, documents)
             hidden = self.model(ids, positions, documents)
@@ -150,20 +189,30 @@ class LoraEngine:
             torch.cuda.synchronize(self.device)
 
     def step(self, batch) -> dict:
+        """Forward + backward; every ``grad_accum``-th call scales the summed gradients by 1/tokens
+        of the group (a token-weighted mean, as the ONNX session), clips and applies AdamW."""
         started = time.perf_counter()
         self.model.train()
-        loss, count = self._loss(batch)
-        # Gradients of the micro-batch means are summed over the accumulation group (TrainingBackendOptions.gradAccum).
-        loss.backward()
+        loss_sum, count = self._loss_sum(batch)
+        value = math.nan
+        if count:
+            loss_sum.backward()
+            self.group_tokens += count
+            value = float(loss_sum.detach()) / count
         self.micro += 1
-        updated = self.micro % self.grad_accum == 0
+        updated = False
         grad_norm = None
-        if updated:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm))
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.steps += 1
-        value = float(loss.detach()) if count else math.nan
+        if self.micro >= self.grad_accum:
+            tokens, self.micro, self.group_tokens = self.group_tokens, 0, 0
+            if tokens:
+                for p in self.params:
+                    if p.grad is not None:
+                        p.grad.mul_(1.0 / tokens)
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.steps += 1
+                updated = True
         self._sync()
         return {"loss": value, "loss_tokens": count, "updated": updated, "grad_norm": grad_norm, "step": self.steps, "compute_ms": (time.perf_counter() - started) * 1000}
 
@@ -171,8 +220,8 @@ class LoraEngine:
         started = time.perf_counter()
         self.model.eval()
         with torch.no_grad():
-            loss, count = self._loss(batch)
-        return {"loss": float(loss) if count else math.nan, "loss_tokens": count, "compute_ms": (time.perf_counter() - started) * 1000}
+            loss_sum, count = self._loss_sum(batch)
+        return {"loss": float(loss_sum) / count if count else math.nan, "loss_tokens": count, "compute_ms": (time.perf_counter() - started) * 1000}
 
     # -- output --------------------------------------------------------------------------------
     def save(self, directory: str) -> list:
@@ -198,12 +247,19 @@ class LoraEngine:
             "r": self.r,
             "lora_alpha": self.alpha,
             "lora_dropout": 0.0,
-            "target_modules": sorted(self.targets),
+            "target_modules": list(self.targets),
             "bias": "none",
             "fan_in_fan_out": False,
             "inference_mode": True,
             "init_lora_weights": True,
+            "use_rslora": False,
+            "use_dora": False,
             "modules_to_save": None,
+            "layers_to_transform": None,
+            "layers_pattern": None,
+            "rank_pattern": {},
+            "alpha_pattern": {},
+            "revision": None,
         }
         with open(os.path.join(directory, "adapter_config.json"), "w") as f:
             json.dump(config, f, indent=2)

@@ -11,6 +11,7 @@ a row its own block of the causal mask; padding (document 0) only sees itself so
 """
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,15 +29,26 @@ class ModelConfig:
     rope_theta: float = 1_000_000.0
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = True
+    #: Defaults to hidden_size / num_attention_heads (Qwen3 checkpoints set it explicitly).
+    head_dim: Optional[int] = None
+    #: Qwen2 has biases on q/k/v; Qwen3 does not.
+    qkv_bias: bool = True
+    #: Qwen3 RMS-normalises q and k per head (q_norm, k_norm).
+    qk_norm: bool = False
+
+    def __post_init__(self):
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """From the trainer's resolved preset or a Hugging Face config.json (model_type qwen2 or qwen3)."""
+        values = dict(d)
+        if values.get("model_type") == "qwen3":
+            values.setdefault("qk_norm", True)
+            values.setdefault("qkv_bias", bool(values.get("attention_bias", False)))
         fields = cls.__dataclass_fields__
-        return cls(**{k: d[k] for k in fields if k in d and d[k] is not None})
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+        return cls(**{k: values[k] for k in fields if k in values and values[k] is not None})
 
 
 class RMSNorm(nn.Module):
@@ -59,16 +71,22 @@ class Attention(nn.Module):
     def __init__(self, c: ModelConfig):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = c.num_attention_heads, c.num_key_value_heads, c.head_dim
-        self.q_proj = nn.Linear(c.hidden_size, self.heads * self.head_dim, bias=True)
-        self.k_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=True)
-        self.v_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=True)
+        self.q_proj = nn.Linear(c.hidden_size, self.heads * self.head_dim, bias=c.qkv_bias)
+        self.k_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=c.qkv_bias)
+        self.v_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=c.qkv_bias)
         self.o_proj = nn.Linear(self.heads * self.head_dim, c.hidden_size, bias=False)
+        if c.qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, c.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, c.rms_norm_eps)
+        self.qk_norm = c.qk_norm
 
     def forward(self, x, cos, sin, mask):
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         if self.kv_heads != self.heads:
@@ -132,7 +150,7 @@ class Qwen2ForCausalLM(nn.Module):
         """Seeded N(0, 0.02) for matrices and embeddings, zero biases, unit norms (HF's Qwen2 init)."""
         with torch.no_grad():
             for name, p in self.named_parameters():
-                if name.endswith("layernorm.weight") or name == "model.norm.weight":
+                if name.endswith("norm.weight"):
                     p.fill_(1.0)
                 elif name.endswith(".bias"):
                     p.zero_()
@@ -154,17 +172,22 @@ class Qwen2ForCausalLM(nn.Module):
         return self.model.norm(x)
 
 
-def causal_lm_loss(hidden, lm_head, labels, document_ids):
-    """Mean cross-entropy of next-token prediction and the number of tokens it averages over.
-
-    Position i predicts label i+1 when that label is not -100 and i+1 is in the same document; the
-    LM head runs only on those positions (a 151,936-word vocabulary makes full logits the largest
-    tensor of the step).
-    """
+def loss_positions(labels, document_ids):
+    """Where position i predicts label i+1: that label is not -100 and i, i+1 lie in one document (not padding)."""
     target = labels[:, 1:].long()
-    keep = (target != -100) & (document_ids[:, 1:] == document_ids[:, :-1])
+    keep = (target != -100) & (document_ids[:, :-1] != 0) & (document_ids[:, 1:] == document_ids[:, :-1])
+    return keep, target
+
+
+def causal_lm_loss(hidden, lm_head, labels, document_ids):
+    """Summed next-token cross-entropy and the number of tokens it sums over (the ONNX session's LOSS_SUM).
+
+    The LM head runs only at the loss positions: with a 151,936-word vocabulary, full logits would
+    be the largest tensor of the step.
+    """
+    keep, target = loss_positions(labels, document_ids)
     count = int(keep.sum())
     if count == 0:
-        return hidden.sum() * 0.0, 0
+        return None, 0
     logits = lm_head(hidden[:, :-1][keep]).float()
-    return F.cross_entropy(logits, target[keep], reduction="mean"), count
+    return F.cross_entropy(logits, target[keep], reduction="sum"), count

@@ -18,20 +18,32 @@ def serve(channel: WorkerChannel) -> int:
     from .torch_io import TorchAllocator
 
     engine = None
+    # Base weights sent with init stay in ordinary memory: they are copied to the device once.
+    channel.allocator = TorchAllocator(pin_memory=False)
     while True:
         item = channel.receive()
         if item is None:
             return 0
-        if isinstance(item, Batch):
+        if isinstance(item, Batch) and item.kind == "batch":
             if engine is None:
                 raise NdpError("NDP_ERR_WORKER_PROTOCOL", f"batch {item.id} before 'init'")
-            result = engine.evaluate(item.tensors) if item.mode == "eval" else engine.step(item.tensors)
+            try:
+                result = engine.evaluate(item.tensors) if item.mode == "eval" else engine.step(item.tensors)
+            except NdpError as err:  # a bad batch (token id out of range) fails that batch only
+                channel.send_error(err.code, err.message, item.id)
+                continue
             channel.send({"w": "result", "id": item.id, **result})
             continue
-        kind, request_id = item["w"], item.get("id")
+        weights = item.tensors if isinstance(item, Batch) else None
+        message = item.message if isinstance(item, Batch) else item
+        kind, request_id = message["w"], message.get("id")
         if kind == "init":
-            engine = LoraEngine(item)
-            channel.allocator = TorchAllocator(device=engine.device)
+            if engine is not None:
+                raise NdpError("NDP_ERR_WORKER_PROTOCOL", "a second 'init' on one channel")
+            engine = LoraEngine(message, weights)
+            weights = None
+            # Batches land in pinned host memory; the engine checks them there, then copies them asynchronously.
+            channel.allocator = TorchAllocator()
             channel.send({
                 "w": "ready", "id": request_id, "backend": "transformers+peft" if engine.hf else "builtin",
                 "device": str(engine.device), "model": engine.description, "vocab_size": engine.vocab_size,
@@ -42,9 +54,9 @@ def serve(channel: WorkerChannel) -> int:
                 channel.send_error("NDP_ERR_WORKER_PROTOCOL", "'save' before 'init'", request_id)
                 continue
             try:
-                files = engine.save(str(item["dir"]))
+                files = engine.save(str(message["dir"]))
             except OSError as e:
-                channel.send_error("NDP_ERR_WORKER_FAILED", f"cannot write the adapter to {item.get('dir')}: {e}", request_id)
+                channel.send_error("NDP_ERR_WORKER_FAILED", f"cannot write the adapter to {message.get('dir')}: {e}", request_id)
                 continue
             channel.send({"w": "saved", "id": request_id, "files": files})
         elif kind == "close":

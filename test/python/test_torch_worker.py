@@ -105,6 +105,60 @@ class EngineTest(unittest.TestCase):
         last = engine.evaluate(batch)["loss"]
         self.assertLess(last, first - 0.1, f"loss {first} -> {last}")
 
+    def test_accumulation_is_a_token_weighted_mean_like_one_big_batch(self):
+        from ndp_torch.torch_engine import LoraEngine
+        one, two = make_batch(1, 12, seed=1), make_batch(1, 12, seed=2)
+        two["labels"][0, :5] = -100  # unequal token counts make a plain mean of means differ
+        both = {k: torch.cat([one[k], two[k]]) for k in one}
+        accumulated = LoraEngine(init_message(optim={"lr": 1e-2, "grad_accum": 2}))
+        accumulated.step(one)
+        r = accumulated.step(two)
+        single = LoraEngine(init_message(optim={"lr": 1e-2, "grad_accum": 1}))
+        s = single.step(both)
+        self.assertAlmostEqual(r["grad_norm"], s["grad_norm"], places=5)
+        for a, b in zip(accumulated.params, single.params):
+            self.assertTrue(torch.allclose(a, b, atol=1e-6))
+
+    def test_token_out_of_range_fails_the_batch(self):
+        from ndp_torch.torch_engine import LoraEngine
+        engine = LoraEngine(init_message())
+        batch = make_batch()
+        batch["input_ids"][1, 3] = 512
+        with self.assertRaises(NdpError) as ctx:
+            engine.step(batch)
+        self.assertEqual(ctx.exception.code, "NDP_ERR_TOKEN_OUT_OF_RANGE")
+        self.assertIn("row 1, position 3", ctx.exception.message)
+        batch = make_batch()
+        batch["attention_mask"][0, 5] = 0
+        batch["input_ids"][0, 5] = 99999  # padding: ignored, as in the ONNX session
+        self.assertEqual(engine.step(batch)["loss_tokens"], 2 * 11 - 2)
+
+    def test_weights_sent_with_init_are_the_model(self):
+        from ndp_torch.torch_engine import LoraEngine
+        from ndp_torch.torch_model import ModelConfig, Qwen2ForCausalLM
+        source = Qwen2ForCausalLM(ModelConfig.from_dict(TINY))
+        source.init_weights(torch.Generator().manual_seed(99))
+        weights = {k: v.clone() for k, v in source.state_dict().items() if k != "lm_head.weight"}
+        engine = LoraEngine(init_message(), weights)
+        batch = make_batch()
+        self.assertTrue(torch.allclose(source(batch["input_ids"], batch["position_ids"], batch["document_ids"]),
+                                       engine.model(batch["input_ids"], batch["position_ids"], batch["document_ids"]), atol=1e-6))
+        with self.assertRaises(NdpError) as ctx:
+            LoraEngine(init_message(), {"model.norm.weight": torch.ones(32)})
+        self.assertEqual(ctx.exception.code, "NDP_ERR_WORKER_START")
+
+    def test_qwen3_layout(self):
+        from ndp_torch.torch_model import ModelConfig, Qwen2ForCausalLM
+        config = ModelConfig.from_dict({**TINY, "model_type": "qwen3", "head_dim": 16})
+        self.assertEqual((config.qk_norm, config.qkv_bias, config.head_dim), (True, False, 16))
+        model = Qwen2ForCausalLM(config)
+        names = set(dict(model.named_parameters()))
+        self.assertIn("model.layers.0.self_attn.q_norm.weight", names)
+        self.assertNotIn("model.layers.0.self_attn.q_proj.bias", names)
+        self.assertEqual(model.model.layers[0].self_attn.q_proj.out_features, 64)
+        batch = make_batch()
+        self.assertEqual(tuple(model(batch["input_ids"], batch["position_ids"], batch["document_ids"]).shape), (2, 12, 32))
+
     def test_evaluate_changes_nothing(self):
         from ndp_torch.torch_engine import LoraEngine
         engine = LoraEngine(init_message())
@@ -145,7 +199,7 @@ class EngineTest(unittest.TestCase):
             self.assertEqual(engine.save(out), ["adapter_config.json", "adapter_model.safetensors"])
             with open(os.path.join(out, "adapter_config.json")) as f:
                 config = json.load(f)
-            self.assertEqual((config["peft_type"], config["r"], config["lora_alpha"], config["target_modules"]), ("LORA", 4, 8.0, ["q_proj", "v_proj"]))
+            self.assertEqual((config["peft_type"], config["r"], config["lora_alpha"], config["target_modules"]), ("LORA", 4, 8, ["q_proj", "v_proj"]))
             tensors, metadata = read_safetensors(os.path.join(out, "adapter_model.safetensors"))
             self.assertEqual(metadata, {"format": "pt"})
             self.assertEqual(tensors["base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight"][:2], ("F32", (4, 32)))
