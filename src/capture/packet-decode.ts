@@ -42,7 +42,8 @@ function ipOf(linkType: number, data: Uint8Array): Uint8Array | undefined {
     case LINKTYPE.NULL: {
       if (data.length < 4) return undefined;
       // The address family is in the capturing host's byte order: AF_INET is 2 everywhere, AF_INET6 varies (10, 24, 28, 30).
-      const family = Math.max(view.getUint32(0, true), view.getUint32(0, false)) >>> 0;
+      const littleEndian = view.getUint32(0, true);
+      const family = littleEndian < 0x10000 ? littleEndian : view.getUint32(0, false);
       return family === 2 || family === 10 || family === 24 || family === 28 || family === 30 ? data.subarray(4) : undefined;
     }
     case LINKTYPE.ETHERNET: {
