@@ -60,7 +60,8 @@ export interface SourceInfo {
 export type ResolvedSessionParams = Required<Omit<SessionParams, 'inject' | 'cursor' | 'sources' | 'dst'>> & {
   readonly cursor: Cursor;
   readonly dst: number;
-  readonly sources: ReadonlyArray<{ readonly dataset: string; readonly src: number; readonly weight: number }>;
+  /** Sources as resolved; `weight` is absent in a natural mix (no weights given, NDP.md §7.8). */
+  readonly sources: ReadonlyArray<{ readonly dataset: string; readonly src: number; readonly weight?: number }>;
   readonly inject: { readonly drop: number; readonly corrupt: number; readonly seed: number };
 };
 
