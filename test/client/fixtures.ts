@@ -79,6 +79,7 @@ export async function startServer(t: { teardown(fn: () => unknown): void }, file
     lines.on('line', (line) => {
       try {
         const parsed = JSON.parse(line) as Record<string, unknown>;
+        if (parsed.ready !== true) return;
         clearTimeout(timer);
         resolve(parsed);
       } catch {
@@ -90,6 +91,37 @@ export async function startServer(t: { teardown(fn: () => unknown): void }, file
       reject(new Error(`server exited (${code}) before ready: ${err}`));
     });
   });
-  const p = (ready.ports ?? ready) as { udp: number; ws: number; http: number };
+  const p = ready as { udp: number; ws: number; http: number };
   return { process: child, udp: p.udp, ws: p.ws, http: p.http, stderr: () => err, kill };
+}
+
+/** Free loopback ports for a server that must come back on the same ports after a restart. */
+export async function freePorts(): Promise<{ udp: number; ws: number; http: number }> {
+  const { createServer } = await import('node:net');
+  const dgram = await import('node:dgram');
+  const tcp = async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    await new Promise<void>((r) => server.close(() => r()));
+    return port;
+  };
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
+  const udp = socket.address().port;
+  await new Promise<void>((r) => socket.close(() => r()));
+  return { udp, ws: await tcp(), http: await tcp() };
+}
+
+/** Runs `ndp ARGS…` to completion; resolves with its exit code and output. */
+export async function runCli(args: readonly string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
 }

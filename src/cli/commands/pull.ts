@@ -32,6 +32,7 @@ Receives a stream of samples and writes each as a JSON line
   --window N           credit window in frames (default: the server's, 1024)
   --datagram BYTES     largest frame the server may send (default 1472)
   --token SECRET       bearer token for a server started with --token
+  --reconnect-attempts N  resume attempts after a broken session before failing (default 10)
   --out FILE           sample JSON lines (default: standard output; '-' also means stdout)
   --stats FILE         write the final stats object (JSON) to FILE
   --quiet              no progress or summary on standard error
@@ -67,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
         window: { type: 'string' },
         datagram: { type: 'string' },
         token: { type: 'string' },
+        'reconnect-attempts': { type: 'string' },
         out: { type: 'string' },
         stats: { type: 'string' },
         quiet: { type: 'boolean' },
@@ -88,6 +90,7 @@ export async function run(argv: string[]): Promise<number> {
   if (!(crcDrop >= 0 && crcDrop < 1)) return fail(`--crc-drop must be a number in [0, 1), got '${values['crc-drop']}'`);
   let params: SessionParams;
   let crcDropSeed: number | undefined;
+  let reconnectAttempts: number | undefined;
   try {
     let cursor: SessionParams['cursor'];
     if (values.cursor !== undefined) {
@@ -102,6 +105,7 @@ export async function run(argv: string[]): Promise<number> {
     const window = int('window', values.window, 1);
     const datagram = int('datagram', values.datagram, 1);
     crcDropSeed = int('crc-drop-seed', values['crc-drop-seed']);
+    reconnectAttempts = int('reconnect-attempts', values['reconnect-attempts']);
     params = {
       ...(values.dataset !== undefined ? { sources: values.dataset.map((dataset) => ({ dataset })) } : {}),
       ...(rank !== undefined ? { rank } : {}),
@@ -129,6 +133,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(values.token !== undefined ? { token: values.token } : {}),
       crcDropRate: crcDrop,
       ...(crcDropSeed !== undefined ? { crcDropSeed } : {}),
+      ...(reconnectAttempts !== undefined ? { reconnect: { maxAttempts: reconnectAttempts } } : {}),
     });
   } catch (err) {
     process.stderr.write(`ndp pull: ${describe(err)}\n`);
