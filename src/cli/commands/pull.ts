@@ -31,6 +31,7 @@ Receives a stream of samples and writes each as a JSON line
   --cursor E:P         start at epoch E, position P (resume a stream)
   --window N           credit window in frames (default: the server's, 1024)
   --datagram BYTES     largest frame the server may send (default 1472)
+  --rate B/S           bytes per second the server may send this session (default: the server's)
   --token SECRET       bearer token for a server started with --token
   --reconnect-attempts N  resume attempts after a broken session before failing (default 10)
   --out FILE           sample JSON lines (default: standard output; '-' also means stdout)
@@ -67,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
         cursor: { type: 'string' },
         window: { type: 'string' },
         datagram: { type: 'string' },
+        rate: { type: 'string' },
         token: { type: 'string' },
         'reconnect-attempts': { type: 'string' },
         out: { type: 'string' },
@@ -104,6 +106,7 @@ export async function run(argv: string[]): Promise<number> {
     const seed = int('seed', values.seed);
     const window = int('window', values.window, 1);
     const datagram = int('datagram', values.datagram, 1);
+    const rate = int('rate', values.rate, 1);
     crcDropSeed = int('crc-drop-seed', values['crc-drop-seed']);
     reconnectAttempts = int('reconnect-attempts', values['reconnect-attempts']);
     params = {
@@ -117,6 +120,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(cursor !== undefined ? { cursor } : {}),
       ...(window !== undefined ? { window } : {}),
       ...(datagram !== undefined ? { datagram } : {}),
+      ...(rate !== undefined ? { rate } : {}),
     };
   } catch (err) {
     return fail((err as Error).message);
