@@ -29,11 +29,11 @@ export const TENSOR_FIXED_BYTES = 16;
 export const TENSOR_MAX_NDIM = 8;
 const HOST_LITTLE_ENDIAN = endianness() === 'LE';
 
-/** A named tensor to send: int32 elements (dtype TOKEN_IDS), in host byte order. */
+/** A named tensor to send, in host byte order: int32 (dtype TOKEN_IDS: batches) or float32 (dtype FLOAT32: base weights). */
 export interface NamedTensor {
   readonly name: string;
   readonly shape: readonly number[];
-  readonly data: Int32Array;
+  readonly data: Int32Array | Float32Array;
 }
 
 /** Bytes of the tensor header for `ndim` dimensions and a name of `nameBytes` UTF-8 bytes. */
@@ -75,7 +75,7 @@ export function writeTensorFrames(out: Uint8Array, offset: number, batchId: numb
     const view = new DataView(out.buffer, out.byteOffset + payloadAt, headerBytes);
     view.setUint8(0, TENSOR_VERSION);
     view.setUint8(1, HOST_LITTLE_ENDIAN ? TENSOR_FLAG_LITTLE_ENDIAN : 0);
-    view.setUint8(2, TYP.TOKEN_IDS);
+    view.setUint8(2, tensor.data instanceof Float32Array ? TYP.FLOAT32 : TYP.TOKEN_IDS);
     view.setUint8(3, ndim);
     view.setUint32(4, batchId);
     view.setUint32(8, bytes.length);

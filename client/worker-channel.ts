@@ -238,12 +238,22 @@ export class WorkerChannel {
     return text ? `; worker output:\n${text}` : '';
   }
 
-  /** Sends a request (`init`, `save`, …) and resolves with the worker's answer to it. */
-  async request(message: { readonly w: string; readonly [key: string]: unknown }): Promise<WorkerMessage> {
+  /**
+   * Sends a request (`init`, `save`, …) and resolves with the worker's answer to it. `tensors`
+   * (e.g. base weights with `init`) follow the message as TENSOR frames, one tensor per socket
+   * write so a large model is never copied whole (NDP.md §11.3).
+   */
+  async request(message: { readonly w: string; readonly [key: string]: unknown }, tensors: readonly NamedTensor[] = []): Promise<WorkerMessage> {
     this.throwIfFailed();
     const id = this.nextId++;
     const reply = this.waitReply(id, message.w);
-    await this.write(controlFrame({ ...message, id }));
+    const names = tensors.length > 0 ? { tensors: tensors.map((t) => t.name) } : {};
+    await this.write(controlFrame({ ...message, ...names, id }));
+    for (const tensor of tensors) {
+      const out = Buffer.allocUnsafe(tensorFramesSize(tensor, this.options.maxPayload));
+      writeTensorFrames(out, 0, id, tensor, this.options.maxPayload);
+      await this.write(out);
+    }
     return reply;
   }
 
@@ -282,13 +292,17 @@ export class WorkerChannel {
   }
 
   private waitReply(id: number, what: string): Promise<WorkerMessage> {
-    return new Promise((resolve, reject) => {
+    const reply = new Promise<WorkerMessage>((resolve, reject) => {
       const timer = setTimeout(
         () => this.fail(new NdpError('NDP_ERR_WORKER_TIMEOUT', `worker did not answer '${what}' request ${id} within ${this.options.replyTimeoutMs} ms${this.tailNote()}`)),
         this.options.replyTimeoutMs,
       ).unref();
       this.replies.set(id, { resolve, reject, timer });
     });
+    // When the write that should precede it fails, the caller gets that error and never awaits this
+    // one: mark it handled here so its later rejection is not an unhandled one.
+    reply.catch(() => {});
+    return reply;
   }
 
   private onData(chunk: Buffer): void {

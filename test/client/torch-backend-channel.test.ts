@@ -27,7 +27,7 @@ function makeBatch(batchSize: number, seqLen: number, seed: number): Batch {
 
 function sums(batch: Batch): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const tensor of batchTensors(batch)) out[tensor.name] = tensor.data.reduce((a, b) => a + b, 0);
+  for (const tensor of batchTensors(batch)) out[tensor.name] = Array.from(tensor.data).reduce((a, b) => a + b, 0);
   return out;
 }
 
