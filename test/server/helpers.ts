@@ -131,7 +131,7 @@ export class StreamCollector {
   session = 0;
   accept: Record<string, unknown> | undefined;
   reject: { code: string; message: string } | undefined;
-  end: { nextSeq: number; cursor: { epoch: number; position: number }; counters: Record<string, number> } | undefined;
+  end: { nextSeq: number; cursor: { epoch: number; position: number }; counters: { frames: number; retransmitted: number; injectedDrop: number; injectedCorrupt: number; routedDrop: number; gone: number } } | undefined;
   bye: { reason: string; code?: string; cursor?: { epoch: number; position: number } } | undefined;
   readonly gone: Array<{ ranges: Array<[number, number]>; reason: string }> = [];
   readonly received = new Set<number>();
