@@ -27,8 +27,10 @@ export async function probeDevice(device: ConcreteDevice): Promise<string | unde
     await session.release();
     return undefined;
   } catch (err) {
-    const message = (err as Error).message.split('\n')[0] ?? '';
-    return `${device} execution provider failed to start: ${message.replace(/^.*?\] /, '')}`;
+    // ONNX Runtime prefixes its source location and the failed check; the last clause is the reason.
+    const first = (err as Error).message.split('\n')[0] ?? '';
+    const reason = first.split(/ was false\. |\] /).pop() ?? first;
+    return `${device} execution provider failed to start: ${reason}`;
   }
 }
 
