@@ -16,4 +16,6 @@ export interface CaptureTap {
   /** One binary WebSocket message carrying frames, in the direction given. */
   wsMessage(from: Endpoint, to: Endpoint, payload: Uint8Array): void;
   wsClose(client: Endpoint, server: Endpoint): void;
+  /** Flushes and closes the capture; the owner (a command) calls it on exit. Optional. */
+  close?(): void;
 }

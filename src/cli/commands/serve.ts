@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { DataServer } from '../../../server/data-server.js';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from '../../../server/options.js';
 import { parseRouteFlag, parseRoutesJson, type RouteRule } from '../../../server/router.js';
+import { openPcapTap, PCAP_OPTIONS, PCAP_USAGE, type PcapFlagValues } from '../../capture/pcap-cli-options.js';
 import { openNdpFile } from '../../dataset/ndp-file.js';
 import type { SampleSource } from '../../dataset/sample.js';
 import { NdpError } from '../../protocol/errors.js';
@@ -31,6 +32,7 @@ Prints {"ready":true,"udp":PORT,"ws":PORT,"http":PORT,...} on standard output on
   --inject-drop P         drop fraction P of first transmissions (default 0)
   --inject-corrupt P      flip one bit in fraction P of first transmissions (default 0)
   --inject-seed S         seed of the injection draws (default 0)
+${PCAP_USAGE}
 limits (NDP.md §7.13):
   --max-sessions N        (default ${d.maxSessions})
   --session-rate B/S      rate of a session that names none (default ${d.sessionRate})
@@ -116,6 +118,7 @@ export async function parseServeArgs(argv: string[]): Promise<{ files: string[];
       'inject-corrupt': { type: 'string' },
       'inject-seed': { type: 'string' },
       ...intOptions,
+      ...PCAP_OPTIONS,
     },
   });
   if (positionals.length === 0) bad('name at least one .ndp file to serve');
@@ -140,6 +143,7 @@ export async function parseServeArgs(argv: string[]): Promise<{ files: string[];
   const corrupt = probability('inject-corrupt', v['inject-corrupt'] as string | undefined) ?? 0;
   if (drop + corrupt > 1) bad('--inject-drop + --inject-corrupt must be at most 1');
   options.inject = { drop, corrupt, seed: int('inject-seed', v['inject-seed'] as string | undefined, 0, 0xffffffff) ?? 0 };
+  options.tap = openPcapTap(v as PcapFlagValues);
   return { files: positionals, options: options as Partial<ServerOptions> };
 }
 
@@ -183,6 +187,7 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGINT', stop);
   });
   await server.shutdown();
+  parsed.options.tap?.close?.();
   process.stdout.write(JSON.stringify({ stopped: true, drops: Object.fromEntries(server.metrics.dropCounts) }) + '\n');
   return 0;
 }
