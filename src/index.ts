@@ -12,4 +12,7 @@ export { StreamDecoder, decodeStream, type StreamDecoderOptions, type StreamEven
 export { encodeControl, decodeControl, encodeControlFrame, type ControlMessage } from './protocol/control.js';
 export { openNdpFile, NdpFile, type OpenNdpFileOptions, type CrcPolicy, type StoredSample, type ReaderStats } from './dataset/ndp-file.js';
 export { NdpFileWriter, type NdpFileWriterOptions } from './dataset/ndp-file-writer.js';
+export { buildDemoData, type DemoData, type DemoDataOptions } from './dataset/demo-data.js';
+export { convertToNdp, type ConvertOptions, type ConvertSummary } from './dataset/convert.js';
+export { loadTokenizer, type TextTokenizer } from './dataset/tokenizer.js';
 export type { Sample, SampleSource } from './dataset/sample.js';
