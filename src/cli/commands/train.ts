@@ -10,6 +10,7 @@ import { connect, type NdpClient } from '../../../client/client.js';
 import { NdpError } from '../../protocol/errors.js';
 import type { TrainingBackend, TrainingBackendOptions } from '../../../client/trainer/training-backend.js';
 import { DEFAULT_TRAINING_OPTIONS, OnnxTrainingBackend } from '../../../client/trainer/onnx-training-backend.js';
+import { TorchTrainingBackend } from '../../../client/torch-backend.js';
 import { trainLoop, type StepMetrics, type TrainSummary } from '../../../client/trainer/train-loop.js';
 import { collectBatches, fileBatches } from '../../../client/trainer/file-batches.js';
 import { openNdpFile, type NdpFile } from '../../dataset/ndp-file.js';
@@ -37,7 +38,8 @@ model and device:
   --model M           tiny | small | base (seeded random base) or a Hugging Face Qwen2/Qwen3
                       checkpoint folder (config.json + *.safetensors) (default ${D.model})
   --device D          auto | cpu | webgpu | cuda (default ${D.device}; auto says what it picked)
-  --backend B         onnx (default onnx)
+  --backend B         onnx | torch (default onnx); torch hands batches to a PyTorch worker
+                      (python/ndp_torch; NDP_PYTHON picks the interpreter) on cpu or cuda
 training:
   --steps N           optimizer steps (default 50)
   --batch B           rows per micro-batch (default 4)
@@ -58,6 +60,7 @@ output:
 /** Backends `--backend` can name. */
 const BACKENDS: Record<string, (o: { verbosePlacement: boolean }) => TrainingBackend> = {
   onnx: (o) => new OnnxTrainingBackend(o),
+  torch: () => new TorchTrainingBackend(),
 };
 
 function num(name: string, raw: string | undefined, fallback: number, check: (x: number) => boolean, what: string): number {
