@@ -8,6 +8,8 @@ import { writeFileSync } from 'node:fs';
 import type { Batch } from '../../../client/batch.js';
 import { connect, type NdpClient } from '../../../client/client.js';
 import { NdpError } from '../../protocol/errors.js';
+import { openPcapTap, PCAP_OPTIONS, PCAP_USAGE } from '../../capture/pcap-cli-options.js';
+import type { CaptureTap } from '../../capture/tap.js';
 import type { TrainingBackend, TrainingBackendOptions } from '../../../client/trainer/training-backend.js';
 import { DEFAULT_TRAINING_OPTIONS, OnnxTrainingBackend } from '../../../client/trainer/onnx-training-backend.js';
 import { TorchTrainingBackend } from '../../../client/torch-backend.js';
@@ -34,6 +36,7 @@ data:
   --eval-file FILE    held-out data from a local .ndp file
   --eval-batches K    held-out batches to evaluate (default 4)
   --eval-every N      evaluate every N steps (default 0: before the first and after the last step)
+${PCAP_USAGE}
 model and device:
   --model M           tiny | small | base (seeded random base) or a Hugging Face Qwen2/Qwen3
                       checkpoint folder (config.json + *.safetensors) (default ${D.model})
@@ -78,10 +81,10 @@ interface DataSource {
   close(): Promise<void>;
 }
 
-async function serverSource(url: string, o: { batchSize: number; seqLen: number; packing: boolean; crcDrop: number; seed: number; epochs: number; transport: 'udp' | 'ws' }): Promise<DataSource & { client: NdpClient }> {
+async function serverSource(url: string, o: { batchSize: number; seqLen: number; packing: boolean; crcDrop: number; seed: number; epochs: number; transport: 'udp' | 'ws'; tap: CaptureTap | undefined }): Promise<DataSource & { client: NdpClient }> {
   let client: NdpClient;
   try {
-    client = await connect(url, { transport: o.transport, crcDropRate: o.crcDrop, crcDropSeed: o.seed, params: { epochs: o.epochs } });
+    client = await connect(url, { transport: o.transport, crcDropRate: o.crcDrop, crcDropSeed: o.seed, params: { epochs: o.epochs }, ...(o.tap !== undefined ? { tap: o.tap } : {}) });
   } catch (err) {
     if (err instanceof NdpError) throw err;
     throw new NdpError('NDP_ERR_UNREACHABLE', `cannot reach the ndp server at ${url}: ${(err as Error).message}`, { cause: err });
@@ -145,6 +148,7 @@ export async function run(argv: string[]): Promise<number> {
       target: { type: 'string' },
       seed: { type: 'string' },
       out: { type: 'string' },
+      ...PCAP_OPTIONS,
       json: { type: 'boolean' },
       'verbose-placement': { type: 'boolean' },
     },
@@ -167,9 +171,10 @@ export async function run(argv: string[]): Promise<number> {
   if (makeBackend === undefined) throw new NdpError('NDP_ERR_BAD_TRAIN_OPTION', `--backend ${backendName}: one of ${Object.keys(BACKENDS).join(', ')}`);
   const outDir = resolve(values.out ?? 'ndp-train-out');
   const packing = values.packing === true;
+  const tap = openPcapTap(values);
 
   const source = values.server !== undefined
-    ? await serverSource(values.server, { batchSize, seqLen, packing, crcDrop, seed, epochs, transport })
+    ? await serverSource(values.server, { batchSize, seqLen, packing, crcDrop, seed, epochs, transport, tap })
     : await fileSource(values.data as string, { batchSize, seqLen, packing });
   const closers: (() => Promise<void>)[] = [() => source.close()];
   const backend = makeBackend({ verbosePlacement: values['verbose-placement'] === true });
@@ -200,7 +205,7 @@ export async function run(argv: string[]): Promise<number> {
       closers.push(() => ev.close());
       evalBatches = await collectBatches(ev.batches, evalBatchCount);
     } else if (values['eval-server'] !== undefined) {
-      const ev = await serverSource(values['eval-server'], { batchSize, seqLen, packing, crcDrop: 0, seed, epochs: 1, transport });
+      const ev = await serverSource(values['eval-server'], { batchSize, seqLen, packing, crcDrop: 0, seed, epochs: 1, transport, tap });
       closers.push(() => ev.close());
       evalBatches = await collectBatches(ev.batches, evalBatchCount);
     }
@@ -240,5 +245,6 @@ export async function run(argv: string[]): Promise<number> {
     return summary.steps > 0 ? 0 : 1;
   } finally {
     for (const close of closers) await close().catch(() => undefined);
+    tap?.close();
   }
 }
