@@ -4,6 +4,8 @@
  * capture must equal the endpoint's own stats (the client's accounting, the server's /metrics), and
  * tshark with the dissector must agree with `ndp inspect` on the server's file.
  */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { connect } from '../../client/client.js';
@@ -12,7 +14,7 @@ import { captureFrames, type CaptureRecord, type FrameRecord } from '../../src/c
 import { CaptureSummarizer, type CaptureSummary } from '../../src/capture/capture-summary.js';
 import { PcapWriter } from '../../src/capture/pcap-writer.js';
 import { SRC } from '../../src/protocol/registry.js';
-import { startServer, tempDir, writeDataset } from '../client/fixtures.js';
+import { CLI, startServer, tempDir, writeDataset } from '../client/fixtures.js';
 import { tsharkFields, tsharkMissing } from './tshark.js';
 
 const COUNT = 100;
@@ -84,4 +86,31 @@ t.test('ndp serve --pcap and a tapped client: captures agree with both endpoints
   } else {
     t.comment(`tshark checks skipped: ${tsharkMissing()}`);
   }
+});
+
+t.test('ndp pull --pcap (a child process): its capture agrees with its own --stats', async (t) => {
+  const dir = tempDir(t);
+  const data = join(dir, 'data.ndp');
+  await writeDataset(data, 'data', 60);
+  const server = await startServer(t, [data], ['--inject-corrupt', '0.05', '--inject-seed', '5']);
+  for (const kind of ['udp', 'ws'] as const) {
+    const pcap = join(dir, `pull-${kind}.pcap`);
+    const statsFile = join(dir, `pull-${kind}.json`);
+    const url = `${kind}://127.0.0.1:${kind === 'udp' ? server.udp : server.ws}`;
+    const pull = spawnSync(process.execPath, [CLI, 'pull', '--server', url, '--pcap', pcap, '--pcap-snaplen', '64k', '--stats', statsFile, '--out', join(dir, 'samples.jsonl'), '--quiet'], { encoding: 'utf8' });
+    t.equal(pull.status, 0, `ndp pull over ${kind} exits 0 ${pull.stderr}`);
+    const stats = JSON.parse(readFileSync(statsFile, 'utf8')) as { frames: { used: number; repaired: number; dropped: { crc: number } }; samples: { delivered: number } };
+    const { summary } = inspect(pcap);
+    t.equal(summary.crcFailures, stats.frames.dropped.crc, `${kind}: CRC failures = --stats frames.dropped.crc`);
+    t.ok(stats.frames.dropped.crc > 0, 'corruption happened');
+    t.equal(summary.samplesReassembled, stats.samples.delivered, `${kind}: samples`);
+    t.equal(summary.sessions[0]?.distinctSeqs, stats.frames.used, `${kind}: frames used`);
+    t.equal(summary.sessions[0]?.retransmissions, stats.frames.repaired, `${kind}: repaired`);
+  }
+  const bad = spawnSync(process.execPath, [CLI, 'pull', '--server', `udp://127.0.0.1:${server.udp}`, '--pcap-snaplen', '100'], { encoding: 'utf8' });
+  t.equal(bad.status, 2, '--pcap-snaplen without --pcap is refused');
+  t.match(bad.stderr, /need --pcap FILE/);
+  const bad2 = spawnSync(process.execPath, [CLI, 'pull', '--server', `udp://127.0.0.1:${server.udp}`, '--pcap', join(dir, 'x.pcap'), '--pcap-max-bytes', 'lots'], { encoding: 'utf8' });
+  t.equal(bad2.status, 2);
+  t.match(bad2.stderr, /--pcap-max-bytes must be a whole number/);
 });

@@ -11,6 +11,8 @@ import { parseArgs } from 'node:util';
 import { connect, type ClientStatus } from '../../../client/client.js';
 import type { SessionParams } from '../../protocol/control.js';
 import { NdpError } from '../../protocol/errors.js';
+import { openPcapTap, PCAP_OPTIONS, PCAP_USAGE } from '../../capture/pcap-cli-options.js';
+import type { CaptureTap } from '../../capture/tap.js';
 import { codeName } from '../../protocol/registry.js';
 
 export const usage = `usage: ndp pull --server URL [options]
@@ -36,6 +38,7 @@ Receives a stream of samples and writes each as a JSON line
   --reconnect-attempts N  resume attempts after a broken session before failing (default 10)
   --out FILE           sample JSON lines (default: standard output; '-' also means stdout)
   --stats FILE         write the final stats object (JSON) to FILE
+${PCAP_USAGE}
   --quiet              no progress or summary on standard error
 
 The final stats object is always printed on standard error (one JSON line) unless --quiet.
@@ -74,6 +77,7 @@ export async function run(argv: string[]): Promise<number> {
         out: { type: 'string' },
         stats: { type: 'string' },
         quiet: { type: 'boolean' },
+        ...PCAP_OPTIONS,
       },
       strict: true,
     }));
@@ -93,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
   let params: SessionParams;
   let crcDropSeed: number | undefined;
   let reconnectAttempts: number | undefined;
+  let tap: CaptureTap | undefined;
   try {
     let cursor: SessionParams['cursor'];
     if (values.cursor !== undefined) {
@@ -122,6 +127,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(datagram !== undefined ? { datagram } : {}),
       ...(rate !== undefined ? { rate } : {}),
     };
+    tap = openPcapTap(values);
   } catch (err) {
     return fail((err as Error).message);
   }
@@ -138,8 +144,10 @@ export async function run(argv: string[]): Promise<number> {
       crcDropRate: crcDrop,
       ...(crcDropSeed !== undefined ? { crcDropSeed } : {}),
       ...(reconnectAttempts !== undefined ? { reconnect: { maxAttempts: reconnectAttempts } } : {}),
+      ...(tap !== undefined ? { tap } : {}),
     });
   } catch (err) {
+    tap?.close?.();
     process.stderr.write(`ndp pull: ${describe(err)}\n`);
     return 1;
   }
@@ -171,6 +179,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values.stats !== undefined) await writeFile(values.stats, JSON.stringify(stats, null, 2) + '\n');
   if (!quiet) process.stderr.write(JSON.stringify(stats) + '\n');
   await client.close().catch(() => undefined);
+  tap?.close?.();
   return code;
 }
 
