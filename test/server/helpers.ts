@@ -29,16 +29,16 @@ export async function tempDir(t: { teardown(fn: () => unknown): void }): Promise
 }
 
 /** Tokens of sample `i` of a test dataset: distinct per (seed, i); some long enough to need several fragments. */
-export function sampleTokens(base: number, i: number): Int32Array {
-  const length = i % 17 === 3 ? 700 : 1 + ((i * 37) % 90);
+export function sampleTokens(base: number, i: number, fixedLength?: number): Int32Array {
+  const length = fixedLength ?? (i % 17 === 3 ? 700 : 1 + ((i * 37) % 90));
   return Int32Array.from({ length }, (_, k) => base + i * 1000 + k);
 }
 
 /** Writes an .ndp file of `count` samples and returns its path. */
-export async function makeDataset(dir: string, name: string, count: number, src: number = SRC.TEXT_CORPUS, base = 0): Promise<string> {
+export async function makeDataset(dir: string, name: string, count: number, src: number = SRC.TEXT_CORPUS, base = 0, fixedLength?: number): Promise<string> {
   const path = join(dir, `${name}.ndp`);
   const writer = await NdpFileWriter.create(path, { name, src, tokenizer: { name: 'test', hash: '', vocabSize: 1 << 30 } });
-  for (let i = 0; i < count; i++) await writer.append({ tokens: sampleTokens(base, i) });
+  for (let i = 0; i < count; i++) await writer.append({ tokens: sampleTokens(base, i, fixedLength) });
   await writer.finish();
   return path;
 }
@@ -121,6 +121,8 @@ export interface ReceiverOptions {
   nack?: boolean;
   /** Stop sending CREDIT and reading (the "stopped reader"). */
   frozen?: boolean;
+  /** Grant credit but never acknowledge anything (CREDIT ack stays 0). */
+  holdAck?: boolean;
 }
 
 /**
@@ -220,7 +222,7 @@ export class StreamCollector {
   credit(): void {
     if (this.options.frozen === true || this.session === 0) return;
     this.sinceCredit = 0;
-    this.control({ t: CONTROL.CREDIT, session: this.session, ack: this.ack, window: this.window });
+    this.control({ t: CONTROL.CREDIT, session: this.session, ack: this.options.holdAck === true ? 0 : this.ack, window: this.window });
   }
 
   private onControl(message: ControlMessage): void {
@@ -263,7 +265,7 @@ export class StreamCollector {
     if (this.options.frozen === true) return;
     const limit = this.end?.nextSeq ?? this.highest + 1;
     if (this.end !== undefined && this.options.nack === false) this.ack = Math.max(this.ack, this.end.nextSeq);
-    if (this.options.nack !== false && this.ack < limit) {
+    if (this.options.nack !== false && this.options.holdAck !== true && this.ack < limit) {
       const ranges: Array<[number, number]> = [];
       for (let s = this.ack; s < limit && ranges.length < 256; s++) {
         if (this.received.has(s)) continue;
