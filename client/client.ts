@@ -89,6 +89,8 @@ export interface ClientStats extends AccountingSnapshot {
   readonly reconnects: number;
   readonly recvBufferSize: number | undefined;
   readonly cursor: Cursor;
+  /** Samples delivered and waiting for the consumer now (bounded by maxBufferedSamples plus one window). */
+  readonly buffered: number;
   readonly elapsedMs: number;
   /** Milliseconds the consumer waited for data, and that as a share of the time it iterated. */
   readonly stallMs: number;
@@ -119,6 +121,8 @@ export class NdpClient extends EventEmitter {
   private readonly outbox: DeliveredSample[] = [];
   private wakeConsumer: (() => void) | undefined;
   private streamDone = false;
+  /** Set while batches() unwinds after its consumer stopped early. */
+  private producerStopped = false;
   private failure: Error | undefined;
   private closedByUser = false;
   private receiveCursor: Cursor = { epoch: 0, position: 0 };
@@ -205,6 +209,11 @@ export class NdpClient extends EventEmitter {
         for (;;) {
           const chunk = await this.nextChunk(true);
           if (chunk === undefined) break;
+          if (this.producerStopped) {
+            // Samples taken but never batched go back, so samples() or a later batches() still get them.
+            this.outbox.unshift(...chunk);
+            return;
+          }
           for (const d of chunk) {
             lastCursor = this.after(d.epoch, d.position);
             for (const b of batcher.push(d.sample, d.epoch)) await queue.push(wrap(b));
@@ -225,6 +234,7 @@ export class NdpClient extends EventEmitter {
       }
     })();
     this.iterStartedAt ??= performance.now();
+    let drained = false;
     try {
       for (;;) {
         const before = queue.stats.stallMs;
@@ -235,8 +245,16 @@ export class NdpClient extends EventEmitter {
         this.consumedCursor = batch.cursor;
         yield batch;
       }
+      drained = true;
     } finally {
+      if (!drained) {
+        // The consumer stopped early (break, throw): release a producer blocked on a full queue or an empty outbox.
+        this.producerStopped = true;
+        queue.end();
+        this.wakeConsumer?.();
+      }
       await producer.catch(() => undefined);
+      this.producerStopped = false;
     }
     if (this.failure !== undefined) throw this.failure;
   }
@@ -254,6 +272,7 @@ export class NdpClient extends EventEmitter {
       reconnects: this.reconnects,
       recvBufferSize: this.recvBufferSize,
       cursor: this.consumedCursor,
+      buffered: this.outbox.length,
       elapsedMs,
       stallMs: this.stallMs,
       stallPercent: iterMs > 0 ? (100 * this.stallMs) / iterMs : 0,
@@ -352,6 +371,7 @@ export class NdpClient extends EventEmitter {
     if (this.outbox.length === 0 && !this.streamDone) {
       const start = performance.now();
       while (this.outbox.length === 0 && !this.streamDone) {
+        if (measured && this.producerStopped) return undefined;
         await new Promise<void>((resolve) => {
           this.wakeConsumer = resolve;
         });
@@ -380,6 +400,10 @@ export class NdpClient extends EventEmitter {
     const base = reconnect.baseDelayMs ?? 100;
     const maxDelay = reconnect.maxDelayMs ?? 5000;
     const jitter = reconnect.jitterMs ?? base;
+    // Attempts count across sessions that made no progress, so a server that accepts and then says
+    // nothing (or dies again at once) cannot keep the client reconnecting forever.
+    let attempt = 0;
+    let cursorAtResume = fmt(this.receiveCursor);
     try {
       for (;;) {
         const session = this.session!;
@@ -398,9 +422,10 @@ export class NdpClient extends EventEmitter {
         const reason = describe(end);
         if (end.status === 'bye' && end.reason === 'deleted') throw new NdpError('NDP_ERR_STREAM_ENDED_EARLY', `the server deleted the session (${reason}) at cursor ${fmt(this.receiveCursor)}`);
         this.emitStatus({ type: 'disconnected', reason, cursor: this.receiveCursor });
+        if (fmt(this.receiveCursor) !== cursorAtResume) attempt = 0;
         let resumed: Session | undefined;
         let lastError: Error | undefined;
-        for (let attempt = 1; attempt <= maxAttempts && !this.closedByUser; attempt++) {
+        while (++attempt <= maxAttempts && !this.closedByUser) {
           const delayMs = Math.min(maxDelay, base * 2 ** (attempt - 1)) + Math.random() * jitter;
           this.emitStatus({ type: 'reconnecting', attempt, delayMs });
           await sleep(delayMs);
@@ -416,9 +441,10 @@ export class NdpClient extends EventEmitter {
         }
         if (resumed === undefined) {
           if (this.closedByUser) return;
-          throw new NdpError('NDP_ERR_STREAM_ENDED_EARLY', `session ended (${reason}) at cursor ${fmt(this.receiveCursor)} and could not be resumed: ${lastError?.message ?? 'closed'}`, { cause: lastError });
+          throw new NdpError('NDP_ERR_STREAM_ENDED_EARLY', `session ended (${reason}) at cursor ${fmt(this.receiveCursor)} and could not be resumed in ${maxAttempts} attempts: ${lastError?.message ?? 'no progress'}`, { cause: lastError });
         }
         this.reconnects++;
+        cursorAtResume = fmt(this.receiveCursor);
         this.session = resumed;
         this.emitStatus({ type: 'resumed', session: resumed.accept.session, cursor: this.receiveCursor });
       }

@@ -151,3 +151,37 @@ t.test('WebSocket: junk frames inside messages are counted, good frames in the s
   t.equal(client.accounting.imbalance(), undefined);
   await client.close();
 });
+
+t.test('a server that goes silent after ACCEPT: the session ends "silent", resumes are tried, then the stream fails', async (t) => {
+  const peer = dgram.createSocket('udp4');
+  await new Promise<void>((r) => peer.bind(0, '127.0.0.1', r));
+  t.teardown(() => peer.close());
+  peer.on('message', (msg, rinfo) => {
+    const m = decodeControl(decodeFrame(msg).payload);
+    if (m.t === CONTROL.HELLO) peer.send(encodeControlFrame({ t: CONTROL.COOKIE, cookie: new Uint8Array(8), lifetimeMs: 30000 } as ControlMessage), rinfo.port, rinfo.address);
+    if (m.t === CONTROL.SUBSCRIBE) peer.send(encodeControlFrame(acceptMessage((m as { nonce: number }).nonce)), rinfo.port, rinfo.address);
+  });
+  const client = await connect(`udp://127.0.0.1:${peer.address().port}`, { deadAfterMs: 150, reconnect: { maxAttempts: 2, baseDelayMs: 10 } });
+  const events: string[] = [];
+  client.on('status', (s: { type: string }) => events.push(s.type));
+  await t.rejects(
+    (async () => {
+      for await (const d of client.samples()) void d;
+    })(),
+    { code: 'NDP_ERR_STREAM_ENDED_EARLY' },
+  );
+  t.same(events, ['disconnected', 'reconnecting', 'resumed', 'disconnected', 'reconnecting', 'resumed', 'disconnected', 'ended'], 'attempts without progress count against maxAttempts');
+  await client.close();
+});
+
+t.test('MessageBuffer keeps at most its limit of unread messages', async (t) => {
+  const { MessageBuffer } = await import('../../client/transport.js');
+  const b = new MessageBuffer(2);
+  b.push(Uint8Array.of(1));
+  b.push(Uint8Array.of(2));
+  b.push(Uint8Array.of(3));
+  t.equal(b.overflowed, 1);
+  const got: number[] = [];
+  b.setHandler((m) => got.push(m[0]!));
+  t.same(got, [2, 3], 'the oldest was discarded');
+});
