@@ -69,7 +69,11 @@ export interface ConvertSummary {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly seconds: number;
+  /** Of `seconds`, the time to load the tokenizer and start the workers. */
+  readonly setupSeconds: number;
+  /** Tokens per second over the whole run, and over the run after setup (the steady rate). */
   readonly tokensPerSecond: number;
+  readonly tokensPerSecondAfterSetup: number;
   readonly samplesPerSecond: number;
   readonly workers: number;
   readonly engine: string;
@@ -188,6 +192,7 @@ export async function convertToNdp(inputs: readonly string[], out: string, optio
     throw err;
   }) : undefined;
   const renderer = templateRenderer(tokenizer);
+  const setupSeconds = (performance.now() - started) / 1000;
 
   const counts = { records: 0, trained: 0, truncated: 0, split: 0, skipped: 0, bytesDone: 0 };
   const skippedByReason: Record<string, number> = {};
@@ -277,7 +282,9 @@ export async function convertToNdp(inputs: readonly string[], out: string, optio
       bytesIn: bytesTotal,
       bytesOut: written.bytes,
       seconds,
+      setupSeconds,
       tokensPerSecond: written.tokenCount / seconds,
+      tokensPerSecondAfterSetup: written.tokenCount / Math.max(1e-9, seconds - setupSeconds),
       samplesPerSecond: written.sampleCount / seconds,
       workers: workerCount,
       engine: tokenizer.engine,
