@@ -101,6 +101,69 @@ t.test('the stream decoder never throws, accounts every byte, and works again af
   t.pass('ok');
 });
 
+t.test('the stream decoder\'s result does not depend on how the bytes are cut', async (t) => {
+  const piece = fc.oneof(
+    frameArb.map((f) => encodeFrame(f)),
+    fc.uint8Array({ maxLength: 40 }),
+    frameArb.chain((f) => fc.nat().map((bit) => {
+      const b = encodeFrame(f);
+      b[(bit >> 3) % b.length]! ^= 0x80 >> (bit & 7);
+      return b;
+    })),
+  );
+  const summary = (events: ReturnType<StreamDecoder['push']>): string =>
+    events.map((e) => (e.type === 'frame' ? `f${Buffer.from(e.bytes).toString('hex')}${e.frame.crcOk ? '+' : '-'}` : `s${e.bytes}${e.error.code}`)).join(',');
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 12 }), fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 30 }), (pieces, cuts) => {
+      const all = Uint8Array.from(pieces.flatMap((p) => [...p]));
+      const whole = new StreamDecoder();
+      const expected = summary([...whole.push(all), ...whole.end()]);
+      const chunked = new StreamDecoder();
+      const events = [];
+      let at = 0;
+      for (let i = 0; at < all.length; i++) {
+        const n = cuts[i % cuts.length]!;
+        events.push(...chunked.push(all.subarray(at, at + n)));
+        at += n;
+      }
+      events.push(...chunked.end());
+      return summary(events) === expected;
+    }),
+    params,
+  );
+  t.pass('ok');
+});
+
+t.test('the reassembler keeps exact accounting under arbitrary fragment streams', async (t) => {
+  const bodies = [300, 1000, 57].map((n, k) => new Uint8Array(n).map((_, i) => (i * (k + 3)) & 0xff));
+  const pieces = bodies.flatMap((body, position) =>
+    segmentSample({ body, src: 1, dst: 1, session: 1, seq: 0, epoch: 0, position, sample: position, source: 0 }, { datagram: 120 }).frames.map((f) => readTransportHeader(decodeFrame(f).payload)));
+  const fields = ['fragIndex', 'fragCount', 'fragOffset', 'bodyLength', 'bodyCrc', 'sample', 'source', 'flags', 'position'] as const;
+  const step = fc.record({ which: fc.nat(), mutate: fc.option(fc.tuple(fc.constantFrom(...fields), fc.nat({ max: 2000 })), { freq: 4 }), advance: fc.nat({ max: 3000 }), dropKey: fc.option(fc.nat({ max: 3 }), { freq: 10 }) });
+  fc.assert(
+    fc.property(fc.array(step, { maxLength: 80 }), fc.record({ maxIncompleteSamples: fc.integer({ min: 1, max: 3 }), maxBytes: fc.integer({ min: 100, max: 2000 }), timeoutMs: fc.integer({ min: 0, max: 5000 }) }), (steps, limits) => {
+      let now = 0;
+      const r = new Reassembler({ ...limits, now: () => now });
+      for (const s of steps) {
+        now += s.advance;
+        const p = pieces[s.which % pieces.length]!;
+        const header = s.mutate === null ? p.header : { ...p.header, [s.mutate[0]]: s.mutate[1] };
+        const result = r.accept(header, p.fragment);
+        if (!['complete', 'pending', 'duplicate', 'late', 'dropped'].includes(result.status)) return false;
+        if (result.status === 'complete' && s.mutate === null && !Buffer.from(result.body).equals(bodies[p.header.position]!)) return false;
+        if (s.dropKey !== null) r.drop(`1/0/${s.dropKey}`, 'caller');
+        const st = r.stats;
+        if (st.samplesSeen !== st.samplesDelivered + r.samplesDroppedTotal + st.samplesPending) return false;
+        if (st.fragmentsReceived !== st.fragmentsUsed + st.fragmentsDuplicate + st.fragmentsLate + st.fragmentsRejected) return false;
+        if (st.samplesPending > limits.maxIncompleteSamples || st.bytesPending > limits.maxBytes || st.bytesPending < 0) return false;
+      }
+      return true;
+    }),
+    params,
+  );
+  t.pass('ok');
+});
+
 t.test('encode → decode round trip: frames, sample bodies, segment → reassemble in any order', async (t) => {
   fc.assert(
     fc.property(frameArb, (f) => {
