@@ -132,35 +132,59 @@ export async function run(argv: string[]): Promise<number> {
         'bad-crc': { type: 'boolean', default: false },
         summary: { type: 'boolean', default: false },
         'udp-port': { type: 'string', multiple: true },
+        help: { type: 'boolean', short: 'h', default: false },
       },
     }));
   } catch (err) {
     process.stderr.write(`ndp inspect: ${(err as Error).message}\n${usage}\n`);
     return 2;
   }
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
   const file = positionals[0];
   const session = values.session === undefined ? undefined : Number(values.session);
   const ports = (values['udp-port'] ?? []).map(Number);
-  if (file === undefined || positionals.length > 1 || (session !== undefined && !(Number.isInteger(session) && session >= 0)) || ports.some((p) => !(Number.isInteger(p) && p > 0 && p < 65536))) {
-    process.stderr.write(`${usage}\n`);
+  const problem =
+    file === undefined || positionals.length > 1
+      ? 'name exactly one capture file'
+      : session !== undefined && !(Number.isInteger(session) && session >= 0 && session <= 0xffffffff)
+        ? `--session must be a session id (0..4294967295), got '${values.session}'`
+        : ports.some((p) => !(Number.isInteger(p) && p > 0 && p < 65536))
+          ? `--udp-port must be a port 1..65535, got '${(values['udp-port'] ?? []).join(', ')}'`
+          : undefined;
+  if (problem !== undefined || file === undefined) {
+    process.stderr.write(`ndp inspect: ${problem}\n${usage}\n`);
     return 2;
   }
   const info: CaptureInfo = { format: 'pcap', packets: 0, truncatedTail: false };
   const summarizer = new CaptureSummarizer();
   const out = process.stdout;
   let first = true;
-  if (values.json) out.write(`{"file":${JSON.stringify(file)},"frames":[`);
-  for (const record of captureFrames(file, ports.length > 0 ? { udpPorts: ports } : {}, info)) {
-    if (session !== undefined && sessionOf(record) !== session) continue;
-    if (values['bad-crc'] && !(record.kind === 'frame' && !record.frame.crcOk)) continue;
-    summarizer.add(record);
-    if (values.summary) continue;
-    if (values.json) {
-      out.write(`${first ? '' : ','}\n${JSON.stringify(recordJson(record))}`);
-      first = false;
-    } else {
-      out.write(`${recordText(record)}\n`);
+  const records = captureFrames(file, ports.length > 0 ? { udpPorts: ports } : {}, info);
+  try {
+    // The first read opens the file and checks its format, before anything is printed.
+    let next = records.next();
+    if (values.json) out.write(`{"file":${JSON.stringify(file)},"frames":[`);
+    for (; next.done !== true; next = records.next()) {
+      const record = next.value;
+      if (session !== undefined && sessionOf(record) !== session) continue;
+      if (values['bad-crc'] && !(record.kind === 'frame' && !record.frame.crcOk)) continue;
+      summarizer.add(record);
+      if (values.summary) continue;
+      if (values.json) {
+        out.write(`${first ? '' : ','}\n${JSON.stringify(recordJson(record))}`);
+        first = false;
+      } else {
+        out.write(`${recordText(record)}\n`);
+      }
     }
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    if (values.json && !first) out.write('\n');
+    process.stderr.write(`ndp inspect: ${e.code?.startsWith('NDP_ERR_') ? `${e.code}: ` : ''}${e.message ?? String(err)}\n`);
+    return 1;
   }
   const summary = summarizer.finish();
   if (values.json) out.write(`\n],"format":"${info.format}","packets":${info.packets},"truncatedTail":${info.truncatedTail},"summary":${JSON.stringify(summary)}}\n`);
