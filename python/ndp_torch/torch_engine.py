@@ -154,25 +154,27 @@ class LoraEngine:
 
     # -- compute -------------------------------------------------------------------------------
     def _inputs(self, batch):
-        """Checks ids on the host (the tensors are still in pinned CPU memory), then starts their copy to the device.
+        """Checks ids on the host (the tensors are still in pinned CPU memory), then starts their
+        asynchronous copy to the device and masks there: a host-side ``torch.where`` would make new,
+        unpinned tensors whose copy blocks.
 
         Padding (attention_mask 0) gets id 0 and document 0, as in the ONNX session (loss-targets.ts).
         """
         mask = batch["attention_mask"] != 0
-        ids = torch.where(mask, batch["input_ids"], torch.zeros_like(batch["input_ids"]))
-        documents = torch.where(mask, batch["document_ids"], torch.zeros_like(batch["document_ids"]))
-        labels = batch["labels"]
-        bad = (ids < 0) | (ids >= self.vocab_size)
+        bad = mask & ((batch["input_ids"] < 0) | (batch["input_ids"] >= self.vocab_size))
         if bool(bad.any()):
             row, col = (int(v) for v in bad.nonzero()[0])
-            raise NdpError("NDP_ERR_TOKEN_OUT_OF_RANGE", f"token id {int(ids[row, col])} at row {row}, position {col} is outside the model vocabulary ({self.vocab_size})")
-        keep, target = loss_positions(labels, documents)
+            raise NdpError("NDP_ERR_TOKEN_OUT_OF_RANGE", f"token id {int(batch['input_ids'][row, col])} at row {row}, position {col} is outside the model vocabulary ({self.vocab_size})")
+        keep, target = loss_positions(batch["labels"], batch["document_ids"] * mask)
         bad = keep & ((target < 0) | (target >= self.vocab_size))
         if bool(bad.any()):
             row, col = (int(v) for v in bad.nonzero()[0])
             raise NdpError("NDP_ERR_TOKEN_OUT_OF_RANGE", f"label {int(target[row, col])} at row {row}, position {col + 1} is outside the model vocabulary ({self.vocab_size})")
-        move = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731
-        return move(ids), move(batch["position_ids"]), move(documents), move(labels), move(batch["attention_mask"])
+        on_device = {name: batch[name].to(self.device, non_blocking=True) for name in ("input_ids", "attention_mask", "labels", "position_ids", "document_ids")}
+        keep_token = on_device["attention_mask"] != 0
+        ids = on_device["input_ids"] * keep_token
+        documents = on_device["document_ids"] * keep_token
+        return ids, on_device["position_ids"], documents, on_device["labels"], on_device["attention_mask"]
 
     def _loss_sum(self, batch):
         ids, positions, documents, labels, mask = self._inputs(batch)
