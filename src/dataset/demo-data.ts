@@ -15,7 +15,7 @@
  * reuse them without tokenizing.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DST, SRC } from '../protocol/registry.js';
@@ -172,7 +172,9 @@ export async function buildDemoData(dir: string, options: DemoDataOptions = {}):
   const tokenizer = await loadFastTokenizer();
   const tokenize = { maxTokens: settings.maxTokens, overflow: 'split' as const };
 
-  const trainWriter = await NdpFileWriter.create(train, { name: 'demo-train', tokenizer: tokenizer.identity, src: SRC.SYNTHETIC });
+  // Built under temporary names and renamed at the end: a concurrent reader never sees half a file.
+  const suffix = `.building-${process.pid}`;
+  const trainWriter = await NdpFileWriter.create(train + suffix, { name: 'demo-train', tokenizer: tokenizer.identity, src: SRC.SYNTHETIC });
   const nextTrain = random(settings.seed);
   const seen = new Set<string>();
   for (let i = 0; i < settings.trainSamples; i++) {
@@ -186,7 +188,7 @@ export async function buildDemoData(dir: string, options: DemoDataOptions = {}):
   }
   const trainDone = await trainWriter.finish();
 
-  const evalWriter = await NdpFileWriter.create(evalPath, { name: 'demo-eval', tokenizer: tokenizer.identity, src: SRC.SYNTHETIC, dst: DST.EVAL });
+  const evalWriter = await NdpFileWriter.create(evalPath + suffix, { name: 'demo-eval', tokenizer: tokenizer.identity, src: SRC.SYNTHETIC, dst: DST.EVAL });
   const nextEval = random(settings.seed + 1);
   // Held out for real: an eval cycle never occurs in the train split (short cycles mostly do, so
   // the eval split leans to periods 3 and 4). The attempt cap only matters for tiny vocabularies.
@@ -206,6 +208,9 @@ export async function buildDemoData(dir: string, options: DemoDataOptions = {}):
     evalTokens: evalDone.tokenCount,
     codeFiles: sources.length,
   };
-  await writeFile(manifest, JSON.stringify({ settings, result }, null, 2) + '\n');
+  await rename(train + suffix, train);
+  await rename(evalPath + suffix, evalPath);
+  await writeFile(manifest + suffix, JSON.stringify({ settings, result }, null, 2) + '\n');
+  await rename(manifest + suffix, manifest);
   return { ...result, train, eval: evalPath, manifest, reused: false, seconds: (performance.now() - started) / 1000 };
 }

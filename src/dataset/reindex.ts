@@ -124,7 +124,9 @@ export async function reindexNdpFile(path: string, options: ReindexOptions = {})
         continue;
       }
       const read = buf.length - p >= FRAME_HEADER_BYTES ? readFrameAt(buf, p) : undefined;
-      if (read === undefined || !read.frame.crcOk || !plausible(read.frame.typ, source)) {
+      // Both kinds of sample frame are taken whatever the file looked like: a damaged first byte must
+      // not make an .ndp body look like a legacy file (or the reverse) and lose every sample.
+      if (read === undefined || !read.frame.crcOk || (read.frame.typ !== TYP.SEGMENT && read.frame.typ !== TYP.TOKEN_IDS)) {
         // A cut frame at the end, a damaged frame or a 0xAA inside other bytes: step over one byte.
         if (garbageFrom < 0) garbageFrom = bufStart + p;
         if (read !== undefined && read.frame.typ === TYP.SEGMENT && !read.frame.crcOk) drop('bad_crc_frames');
@@ -191,9 +193,3 @@ export async function reindexNdpFile(path: string, options: ReindexOptions = {})
   }
 }
 
-/** Frames a body of this kind can hold: SEGMENT in .ndp files, TOKEN_IDS in legacy ones. */
-function plausible(typ: number, source: ReindexResult['source']): boolean {
-  if (source === 'legacy') return typ === TYP.TOKEN_IDS;
-  if (source === 'ndp') return typ === TYP.SEGMENT;
-  return typ === TYP.SEGMENT || typ === TYP.TOKEN_IDS;
-}

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isNdpError } from '../../src/protocol/errors.js';
 import { chatPieces } from '../../src/dataset/record.js';
+import { tokenizeRecord } from '../../src/dataset/tokenize-record.js';
 import { templateRenderer } from '../../src/dataset/record-processor.js';
 import { PROBE_CORPUS, embeddedTokenizerDir, loadTokenizer } from '../../src/dataset/tokenizer.js';
 
@@ -105,4 +106,27 @@ t.test('chat pieces tokenized apart give the ids of the whole rendered conversat
     t.equal(trained.length, assistants.length);
     trained.forEach((text, i) => t.ok(text.trim().startsWith(assistants[i]!.content.trim()) && text.endsWith('<|im_end|>'), `assistant ${i} trained with its end-of-turn token`));
   }
+});
+
+t.test('--max-tokens at the limit: N tokens pass untouched, N + 1 overflow by policy', async (t) => {
+  const record = { src: 1, pieces: [{ text: 'one two three four five six', trained: true }], appendEos: false };
+  const n = (await native.encode(record.pieces[0]!.text)).length;
+  const exact = await tokenizeRecord(record, native, { maxTokens: n, overflow: 'drop' });
+  t.equal(exact.samples[0]!.tokens.length, n);
+  t.equal(exact.overflow, undefined);
+  const cut = await tokenizeRecord(record, native, { maxTokens: n - 1, overflow: 'truncate' });
+  t.equal(cut.overflow, 'truncated');
+  t.equal(cut.samples[0]!.tokens.length, n - 1);
+  const split = await tokenizeRecord(record, native, { maxTokens: n - 1, overflow: 'split' });
+  t.same(split.samples.map((s) => s.tokens.length), [n - 1, 1]);
+  await tokenizeRecord(record, native, { maxTokens: n - 1, overflow: 'drop' }).then(
+    () => t.fail('not dropped'),
+    (err: unknown) => t.ok(isNdpError(err, 'NDP_ERR_SAMPLE_OVERFLOW')),
+  );
+  // Truncation that leaves only prompt tokens has nothing to train on: skipped with its reason.
+  const prompt = { src: 4, pieces: [{ text: 'a long prompt of several words', trained: false }, { text: ' answer', trained: true }], appendEos: false };
+  await tokenizeRecord(prompt, native, { maxTokens: 2, overflow: 'truncate' }).then(
+    () => t.fail('kept a sample with nothing to train on'),
+    (err: unknown) => t.ok(isNdpError(err, 'NDP_ERR_INPUT_EMPTY')),
+  );
 });
