@@ -604,9 +604,9 @@ class Handshake {
         }
         sent++;
         this.transport.send(frame);
-        this.timer = setTimeout(attempt, Math.min(wait, overall));
+        // WebSocket: one send (TCP delivers it) and one overall deadline; UDP: resend with backoff.
+        this.timer = tries === 1 ? setTimeout(() => fail(new NdpError('NDP_ERR_UNREACHABLE', `no answer from the server within ${overall} ms`)), overall) : setTimeout(attempt, wait);
         wait = Math.min(wait * 2, 2000);
-        if (tries === 1) this.timer = setTimeout(() => fail(new NdpError('NDP_ERR_UNREACHABLE', `no answer from the server within ${overall} ms`)), overall);
       };
       attempt();
     });
