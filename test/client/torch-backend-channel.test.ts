@@ -101,6 +101,23 @@ t.test('a worker that crashes fails pending and later requests with NDP_ERR_WORK
   t.match((err as Error).message, /crashing on purpose after batch 0/);
 });
 
+t.test('outputTailBytes bounds the worker output quoted in errors', async (t) => {
+  const { channel } = await startFixture('crash', { outputTailBytes: 12 });
+  t.teardown(() => channel.close());
+  await channel.sendBatch(makeBatch(1, 4, 0), 'train', false);
+  await channel.exited;
+  const err = (await channel.sendBatch(makeBatch(1, 4, 1)).catch((e: unknown) => e)) as Error;
+  const quoted = err.message.split('worker output:\n')[1] ?? '';
+  t.ok(quoted.length > 0 && quoted.length <= 12, JSON.stringify(quoted));
+  t.ok('fixture: crashing on purpose after batch 0'.endsWith(quoted), 'the last bytes');
+});
+
+t.test('closeTimeoutMs: a worker that does not exit after close is killed', async (t) => {
+  const { channel } = await startFixture('stubborn', { closeTimeoutMs: 200 });
+  await channel.close();
+  t.equal((await channel.exited).signal, 'SIGKILL');
+});
+
 t.test('a worker that exits before it connects is NDP_ERR_WORKER_START with its output', async (t) => {
   const err = await startFixture('exit-early').catch((e: unknown) => e);
   t.ok(isNdpError(err, 'NDP_ERR_WORKER_START'), String(err));

@@ -3,7 +3,7 @@
 It reports, per batch, the sum and shape of every tensor so the trainer side can check each byte
 arrived. NDP_FIXTURE selects a misbehaviour the tests need: ``crash`` (exit 7 after the first
 batch), ``bad-crc`` (answer with a corrupted frame), ``mute`` (read, never answer), ``slow`` (sleep
-before each batch), ``exit-early`` (exit 5 before connecting), ``no-connect`` (never connect).
+before each batch), ``stubborn`` (never exits on its own), ``exit-early`` (exit 5 before connecting), ``no-connect`` (never connect).
 ``NDP_FIXTURE_MAX_TENSOR_BYTES`` sets the channel's tensor limit.
 """
 import os
@@ -34,6 +34,11 @@ channel = WorkerChannel.connect(**options)
 if mode == "mute":
     while channel.receive() is not None:
         pass
+    sys.exit(0)
+if mode == "stubborn":
+    while channel.receive() is not None:
+        pass
+    time.sleep(60)
     sys.exit(0)
 dataset = NdpBatchDataset(channel=channel)
 try:

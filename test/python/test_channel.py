@@ -205,6 +205,18 @@ class ChannelTest(unittest.TestCase):
         self.assertIsInstance(WorkerChannel(self.worker_sock, max_batch_tensors=2).receive(), Batch)
 
 
+    def test_init_tensor_count_limit(self):
+        weights = [("w%d" % i, int32_bytes([i])) for i in range(3)]
+        stream = control_frame({"w": "init", "id": 0, "tensors": [n for n, _ in weights]})
+        for name, data in weights:
+            stream += tensor_frames(0, name, INT32, (1,), data)
+        self.feed(stream)
+        init = WorkerChannel(self.worker_sock, max_init_tensors=3).receive()
+        self.assertEqual((init.kind, sorted(init.tensors)), ("init", ["w0", "w1", "w2"]))
+        self.setUp()
+        self.assertEqual(self.refusal(stream, max_init_tensors=2), "NDP_ERR_BAD_TENSOR")
+
+
 class DatasetWithoutTorchTest(unittest.TestCase):
     """The dataset over a real socket; runs with or without torch (tensors or memoryviews)."""
 
