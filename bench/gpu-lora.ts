@@ -10,20 +10,14 @@
  * On a GPU machine: `../shared/gpu/pack.sh dist`, then `bash .gpu/run.sh node dist/bench/gpu-lora.js`.
  * Without a GPU, webgpu is reported as unavailable and the rest still runs (cpu-only mode).
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Batch } from '../client/batch.js';
 import { LoraSession } from '../client/trainer/lora-session.js';
 import { MODEL_PRESETS, type ModelConfig } from '../client/trainer/model-config.js';
 import { randomBaseWeights, seededRandom } from '../client/trainer/base-weights.js';
 import { probeDevice, type ConcreteDevice } from '../client/trainer/devices.js';
-import { lossTargets } from '../client/trainer/loss-targets.js';
-import { writeSafetensors } from '../client/trainer/safetensors.js';
 import { report, type Row } from './report.js';
+import { runTorchReference, type TorchReferenceResult } from './torch-reference.js';
 
 const { values } = parseArgs({
   options: {
@@ -124,51 +118,13 @@ async function runOnnx(device: ConcreteDevice, weights: ReturnType<typeof random
   return { firstLoss: losses[0] ?? NaN, lastLoss: losses.at(-1) ?? NaN, tokensPerSecond: timedTokens / (timedMs / 1000), medianStepMs: median(stepMs.slice(1)), firstStepMs: stepMs[0] ?? NaN };
 }
 
-/** Runs the PyTorch reference on the same weights, initial LoRA matrices and batches. */
-function runTorch(weights: ReturnType<typeof randomBaseWeights>, batches: Batch[], mode: string): RunResult & { device: string } | { skipped: string } {
-  if (mode === 'off') return { skipped: '--torch off' };
-  const dir = mkdtempSync(join(tmpdir(), 'ndp-gpu-lora-'));
-  try {
-    writeFileSync(join(dir, 'base.safetensors'), writeSafetensors(weights));
-    const init = new LoraSession({ config: config!, weights, lora, device: 'cpu', seed });
-    const loraInit = new Map(init.params.map((p) => [p.name, { shape: p.shape, data: Float32Array.from(init.getParam(p.name)) }]));
-    writeFileSync(join(dir, 'lora.safetensors'), writeSafetensors(loraInit));
-    const parts: Int32Array[] = [];
-    for (const b of batches) {
-      const t = lossTargets(b, config!.vocabSize);
-      parts.push(t.inputIds, b.positionIds, t.documentIds, Int32Array.of(t.positions.length), t.positions, t.targets);
-    }
-    const total = parts.reduce((s, p) => s + p.length, 0);
-    const flat = new Int32Array(total);
-    let at = 0;
-    for (const p of parts) {
-      flat.set(p, at);
-      at += p.length;
-    }
-    writeFileSync(join(dir, 'batches.bin'), new Uint8Array(flat.buffer));
-    writeFileSync(
-      join(dir, 'spec.json'),
-      JSON.stringify({ config, lora, batchSize, seqLen, steps, gradAccum, microBatches: batches.length, requireCuda: mode === 'auto', optimizer: { learningRate, weightDecay: 0, maxGradNorm: 1 } }),
-    );
-    const script = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../bench/torch_lora_reference.py' : './torch_lora_reference.py', import.meta.url));
-    const r = spawnSync('python3', [script, dir], { encoding: 'utf8', timeout: 600_000, maxBuffer: 16 << 20 });
-    if (r.error !== undefined) return { skipped: `python3 not runnable: ${r.error.message}` };
-    if (r.status !== 0) return { skipped: `python3 failed (${r.status}): ${(r.stderr || '').trim().split('\n').slice(-1)[0] ?? ''}` };
-    const out = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { skipped?: string; device: string; firstLoss: number; lastLoss: number; tokensPerSecond: number; stepMs: number[] };
-    if (out.skipped !== undefined) return { skipped: out.skipped };
-    return { device: out.device, firstLoss: out.firstLoss, lastLoss: out.lastLoss, tokensPerSecond: out.tokensPerSecond, medianStepMs: median(out.stepMs.slice(1)), firstStepMs: out.stepMs[0] ?? NaN };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 const weights = randomBaseWeights(config, seed);
 const batches = makeBatches(steps * gradAccum);
 const rows: Row[] = [];
 const results: Record<string, unknown> = {};
-let torchResult: ReturnType<typeof runTorch> | undefined;
+let torchResult: TorchReferenceResult;
 process.stderr.write(`model ${values.preset}: ${config.numLayers} layers, hidden ${config.hiddenSize}, vocab ${config.vocabSize}; batch ${batchSize}×${seqLen}, ${steps} steps\n`);
-torchResult = runTorch(weights, batches, values.torch);
+torchResult = runTorchReference({ config, weights, lora, batches, batchSize, seqLen, steps, gradAccum, learningRate, seed, mode: values.torch });
 const torchTps = 'skipped' in torchResult ? NaN : torchResult.tokensPerSecond;
 for (const device of values.devices.split(',') as ConcreteDevice[]) {
   const unavailable = await probeDevice(device);
