@@ -10,7 +10,7 @@ import { basename, extname } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { NdpError, dropLabel, isNdpError } from '../protocol/errors.js';
 import { readFrameAt } from '../protocol/frame.js';
-import { DST, FRAME_HEADER_BYTES, FRAME_OVERHEAD, MAGIC, TYP } from '../protocol/registry.js';
+import { DST, FRAME_HEADER_BYTES, FRAME_OVERHEAD, MAGIC, SRC, TYP } from '../protocol/registry.js';
 import { BODY_HEADER_BYTES, BODY_VERSION, decodeSampleBody } from '../protocol/sample-body.js';
 import { ByteLru } from './byte-lru.js';
 import {
@@ -115,6 +115,7 @@ export class NdpFile implements SampleSource {
   private counters = { bytesRead: 0, reads: 0, cacheHits: 0, cacheMisses: 0, largestReadBytes: 0 };
   private readonly droppedByReason: Record<string, number> = {};
   private closed = false;
+  private defaultSrc: number = SRC.TEXT_CORPUS;
 
   /** @internal use openNdpFile */
   constructor(
@@ -150,7 +151,9 @@ export class NdpFile implements SampleSource {
   }
 
   /** Default SRC: the header's; for legacy files the SRC of the first frame (TEXT_CORPUS when empty). */
-  src = 0;
+  get src(): number {
+    return this.defaultSrc;
+  }
 
   get dst(): number {
     return this.layout.header?.dst ?? DST.EMBEDDING;
@@ -224,7 +227,7 @@ export class NdpFile implements SampleSource {
     const headerLength = headerLengthOf(first);
     if (this.fileSize < headerLength) throw new NdpError('NDP_ERR_FILE_TRUNCATED', `${this.path}: ${this.fileSize} bytes, shorter than its ${headerLength}-byte header`);
     const header = decodeHeader(await this.readAt(0, headerLength));
-    this.src = header.src;
+    this.defaultSrc = header.src;
     if (header.indexOffset === 0) {
       throw new NdpError('NDP_ERR_FILE_INCOMPLETE', `${this.path}: has no index (its writer did not finish); run 'ndp inspect --reindex ${this.path}' to recover its samples`);
     }
@@ -295,7 +298,7 @@ export class NdpFile implements SampleSource {
       samples++;
       tokens += frame.len / 4;
     }
-    this.src = firstSrc ?? 1;
+    this.defaultSrc = firstSrc ?? SRC.TEXT_CORPUS;
     return { format: 'legacy', sampleCount: samples, tokenCount: tokens, legacyOffsets: offsets, legacyLengths: lengths, legacyIgnoredFrames: ignored, legacyCorruptFrames: corrupt };
   }
 
