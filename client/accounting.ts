@@ -54,6 +54,8 @@ export const SAMPLE_DROP_REASONS = [
   'overflow',
   /** The fragments contradicted each other, or the sample exceeded maxSampleBytes. */
   'rejected',
+  /** A routing rule sent (some of) its fragments to another DST (NDP.md §7.11). */
+  'unrouted',
 ] as const;
 export type SampleDropReason = (typeof SAMPLE_DROP_REASONS)[number];
 

@@ -132,7 +132,7 @@ export class Session {
   private readonly crcDrop: CrcDrop;
   private readonly known = new Map<number, Known>();
   /** Hints for attribution: seqs whose frame failed its CRC or was augment-dropped. */
-  private readonly hints = new Map<number, 'crc' | 'augment'>();
+  private readonly hints = new Map<number, 'crc' | 'augment' | 'unrouted'>();
   private nextOrdinal = 0;
   private lastResolvedSeq = -1;
   /** Tracker counts already added to the accounting (which spans sessions). */
@@ -309,7 +309,25 @@ export class Session {
       this.onControlFrame(frame);
       return;
     }
+    if (frame.dst !== this.accept.params.dst && frame.typ === TYP.SEGMENT) this.markRoutedAway(frame);
     if (!this.dispatch.dispatch(frame)) this.accounting.dropFrame('unrouted');
+    else if (frame.dst !== this.accept.params.dst) this.accounting.framesUsed++;
+  }
+
+  /**
+   * A SEGMENT of this session that a routing rule sent to another DST (NDP.md §7.11) still holds a
+   * seq of the stream: it arrived, so it is not NACKed (a retransmission would carry the same DST
+   * again); its sample cannot complete here and is dropped `unrouted`.
+   */
+  private markRoutedAway(frame: DecodedFrame): void {
+    let header: TransportHeader;
+    try {
+      header = readTransportHeader(frame.payload).header;
+    } catch {
+      return;
+    }
+    if (header.session !== this.accept.session || header.seq >= this.creditLimit + (this.options.windowSlack ?? 1024)) return;
+    if (this.tracker.mark(header.seq, performance.now()) === 'new') this.hints.set(header.seq, 'unrouted');
   }
 
   private onControlFrame(frame: DecodedFrame): void {
@@ -501,7 +519,7 @@ export class Session {
     return lowest;
   }
 
-  /** Why the seqs `first..last` did not make a sample: a CRC failure or augmentation beats a plain give-up. */
+  /** Why the seqs `first..last` did not make a sample: a CRC failure, augmentation or routing beats a plain give-up. */
   private attribute(first: number, last: number): SampleDropReason {
     let giveUp: SampleDropReason | undefined;
     for (let s = first; s <= last && s < first + 65536; s++) {

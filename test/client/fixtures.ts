@@ -30,8 +30,8 @@ export function tempDir(t: { teardown(fn: () => void): void }): string {
  * Writes `count` samples of varied length (1 … maxTokens tokens, so many span several 1472-byte
  * datagrams) with loss masks that hide a prompt prefix on every third sample.
  */
-export async function writeDataset(path: string, name: string, count: number, maxTokens = 900, seed = 1): Promise<KnownSample[]> {
-  const writer = await NdpFileWriter.create(path, { name, tokenizer: { name: 'test', hash: '', vocabSize: 50000 }, src: SRC.CODE_REPO });
+export async function writeDataset(path: string, name: string, count: number, maxTokens = 900, seed = 1, src: number = SRC.CODE_REPO): Promise<KnownSample[]> {
+  const writer = await NdpFileWriter.create(path, { name, tokenizer: { name: 'test', hash: '', vocabSize: 50000 }, src });
   const samples: KnownSample[] = [];
   let x = seed >>> 0;
   const next = () => {

@@ -61,7 +61,7 @@ function junk(good: Uint8Array): Array<[Uint8Array, string]> {
     [good.subarray(0, 10), 'malformed'],
     [new Uint8Array(0), 'malformed'],
     [flipped, 'crc'],
-    [segmentFor(SESSION, 0, 0x77), 'unrouted'],
+    [segmentFor(999, 0, 0x77), 'unrouted'],
     [encodeFrame({ src: SRC.CONTROL, dst: DST.CONTROL, typ: TYP.CONTROL, payload: Uint8Array.from([0xc1, 0x00]) }), 'malformed'],
     [segmentFor(999, 0), 'foreign'],
     [segmentFor(SESSION, 10_000_000), 'out_of_window'],
