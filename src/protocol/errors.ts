@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   NDP_ERR_WORKER_FAILED: 'the training worker reported an error it could not recover from (its message is forwarded)',
   NDP_ERR_WORKER_TIMEOUT: 'the training worker did not answer a request within replyTimeoutMs',
   NDP_ERR_BAD_TENSOR: 'TENSOR frame payload malformed: header, dtype, shape/length, fragment order or size limit',
+  NDP_ERR_BAD_FEED_OPTION: 'an ndp feed option is out of range or malformed (batch, seq, epochs, limits)',
   // trainer client (client/, ndp pull; NDP.md §7.15)
   NDP_ERR_BAD_URL: 'a server URL the client cannot use (scheme not udp://, ws://, wss://, http(s)://; no host or port)',
   NDP_ERR_UNREACHABLE: 'the data server did not answer (connection refused, no COOKIE/ACCEPT after every retry, reconnect attempts exhausted)',
