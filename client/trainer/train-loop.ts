@@ -20,10 +20,16 @@ export interface TrainLoopOptions {
   readonly evalBatches?: readonly Batch[];
   /** JSON-lines metrics file (truncated at start). Defaults to none. */
   readonly metricsFile?: string;
-  /** Samples dropped so far by the data path, by reason (the client's accounting). */
-  readonly drops?: () => Readonly<Record<string, number>>;
+  /** Samples (and frames) dropped so far by the data path, by reason (the client's accounting). */
+  readonly drops?: () => DropCounts;
   /** Called after every optimizer step (progress display). */
   readonly onStep?: (m: StepMetrics) => void;
+}
+
+/** Drops by reason: samples lost to training, and frames dropped on the way (repaired or not). */
+export interface DropCounts {
+  readonly samples: Readonly<Record<string, number>>;
+  readonly frames?: Readonly<Record<string, number>>;
 }
 
 /** One JSON line of the metrics file. */
@@ -45,6 +51,8 @@ export interface StepMetrics {
   readonly gradNorm: number | null;
   /** Samples dropped by the data path so far (sum over reasons). */
   readonly drops: number;
+  /** Frames dropped so far (CRC, augmentation, duplicates, …; repaired ones included). */
+  readonly frameDrops: number;
   readonly evalLoss?: number;
 }
 
@@ -62,7 +70,7 @@ export interface TrainSummary {
   readonly dataStallMs: number;
   /** dataStallMs as a share of wallMs. */
   readonly dataStallPercent: number;
-  readonly drops: Readonly<Record<string, number>>;
+  readonly drops: DropCounts;
   /** True when the data ended before `steps`. */
   readonly dataEnded: boolean;
 }
@@ -90,7 +98,7 @@ export async function trainLoop(backend: TrainingBackend, batches: AsyncIterable
     mkdirSync(dirname(options.metricsFile), { recursive: true });
     writeFileSync(options.metricsFile, '');
   }
-  const dropsTotal = (): number => Object.values(options.drops?.() ?? {}).reduce((a, b) => a + b, 0);
+  const sum = (r: Readonly<Record<string, number>> | undefined): number => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
   const started = performance.now();
   const evalFirst = evalBatches.length > 0 ? await evaluateBatches(backend, evalBatches) : undefined;
   let evalLast = evalFirst;
@@ -158,7 +166,8 @@ export async function trainLoop(backend: TrainingBackend, batches: AsyncIterable
         computeMs: stepCompute,
         dataStallMs: stepStall,
         gradNorm,
-        drops: dropsTotal(),
+        drops: sum(options.drops?.().samples),
+        frameDrops: sum(options.drops?.().frames),
         ...(evalLoss !== undefined ? { evalLoss } : {}),
       };
       if (options.metricsFile !== undefined) appendFileSync(options.metricsFile, JSON.stringify(m) + '\n');
@@ -182,7 +191,7 @@ export async function trainLoop(backend: TrainingBackend, batches: AsyncIterable
     computeMs,
     dataStallMs,
     dataStallPercent: wallMs > 0 ? (100 * dataStallMs) / wallMs : 0,
-    drops: { ...(options.drops?.() ?? {}) },
+    drops: options.drops?.() ?? { samples: {} },
     dataEnded,
   };
 }

@@ -13,7 +13,7 @@ import type { CaptureTap } from '../../capture/tap.js';
 import type { TrainingBackend, TrainingBackendOptions } from '../../../client/trainer/training-backend.js';
 import { DEFAULT_TRAINING_OPTIONS, OnnxTrainingBackend } from '../../../client/trainer/onnx-training-backend.js';
 import { TorchTrainingBackend } from '../../../client/torch-backend.js';
-import { trainLoop, type StepMetrics, type TrainSummary } from '../../../client/trainer/train-loop.js';
+import { trainLoop, type DropCounts, type StepMetrics, type TrainSummary } from '../../../client/trainer/train-loop.js';
 import { collectBatches, fileBatches } from '../../../client/trainer/file-batches.js';
 import { openNdpFile, type NdpFile } from '../../dataset/ndp-file.js';
 
@@ -77,7 +77,7 @@ const posInt = (x: number): boolean => Number.isInteger(x) && x >= 1;
 interface DataSource {
   readonly batches: AsyncIterable<Batch>;
   readonly vocabSize: number | undefined;
-  readonly drops: () => Record<string, number>;
+  readonly drops: () => DropCounts;
   close(): Promise<void>;
 }
 
@@ -89,11 +89,10 @@ async function serverSource(url: string, o: { batchSize: number; seqLen: number;
     if (err instanceof NdpError) throw err;
     throw new NdpError('NDP_ERR_UNREACHABLE', `cannot reach the ndp server at ${url}: ${(err as Error).message}`, { cause: err });
   }
-  const drops = (): Record<string, number> => {
+  const nonZero = (r: Readonly<Record<string, number>>): Record<string, number> => Object.fromEntries(Object.entries(r).filter(([, v]) => v > 0));
+  const drops = (): DropCounts => {
     const s = client.accounting.snapshot();
-    const out: Record<string, number> = {};
-    for (const [k, v] of Object.entries(s.samples.dropped)) if (v > 0) out[k] = v;
-    return out;
+    return { samples: nonZero(s.samples.dropped), frames: nonZero(s.frames.dropped) };
   };
   return {
     client,
@@ -110,7 +109,7 @@ async function fileSource(path: string, o: { batchSize: number; seqLen: number; 
     file,
     batches: fileBatches(file, { batchSize: o.batchSize, seqLen: o.seqLen, packing: o.packing, ...(o.epochs !== undefined ? { epochs: o.epochs } : {}) }),
     vocabSize: file.tokenizer.vocabSize,
-    drops: () => ({ ...file.stats().dropped }),
+    drops: () => ({ samples: { ...file.stats().dropped } }),
     close: () => file.close(),
   };
 }
@@ -212,7 +211,7 @@ export async function run(argv: string[]): Promise<number> {
 
     const tty = process.stderr.isTTY === true;
     const onStep = (m: StepMetrics): void => {
-      const line = `step ${m.step}/${steps}  loss ${fmtLoss(m.loss)}${m.evalLoss !== undefined ? `  eval ${fmtLoss(m.evalLoss)}` : ''}  ${Math.round(m.tokensPerSecond)} tok/s  stall ${m.dataStallMs.toFixed(0)} ms  drops ${m.drops}`;
+      const line = `step ${m.step}/${steps}  loss ${fmtLoss(m.loss)}${m.evalLoss !== undefined ? `  eval ${fmtLoss(m.evalLoss)}` : ''}  ${Math.round(m.tokensPerSecond)} tok/s  stall ${m.dataStallMs.toFixed(0)} ms  drops ${m.drops} (frames ${m.frameDrops})`;
       if (tty) process.stderr.write(`\r\x1b[K${line}`);
       else if (m.step === 1 || m.step % 10 === 0 || m.step === steps || m.evalLoss !== undefined) log(line);
     };
@@ -231,13 +230,13 @@ export async function run(argv: string[]): Promise<number> {
     writeFileSync(join(outDir, 'summary.json'), JSON.stringify(report, null, 2) + '\n');
     if (values.json === true) process.stdout.write(JSON.stringify(report) + '\n');
     else {
-      const drops = Object.entries(summary.drops).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+      const list = (r: Readonly<Record<string, number>> | undefined): string => Object.entries(r ?? {}).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
       process.stdout.write(
         [
           `trained ${summary.steps} steps (${summary.microBatches} micro-batches) on ${info.device}${summary.dataEnded ? ' — the data ended first' : ''}`,
           `loss ${fmtLoss(summary.firstLoss)} → ${fmtLoss(summary.lastLoss)}${summary.evalFirst !== undefined ? `; held-out ${fmtLoss(summary.evalFirst)} → ${fmtLoss(summary.evalLast)}` : ''}`,
           `${summary.tokens} tokens, ${Math.round(summary.tokensPerSecond)} tokens/s, data stall ${summary.dataStallPercent.toFixed(1)}% (${summary.dataStallMs.toFixed(0)} ms)`,
-          `drops: ${drops}`,
+          `dropped samples: ${list(summary.drops.samples)}; dropped frames: ${list(summary.drops.frames)}`,
           `adapter and metrics in ${outDir}`,
         ].join('\n') + '\n',
       );
