@@ -217,6 +217,40 @@ class ChannelTest(unittest.TestCase):
         self.assertEqual(self.refusal(stream, max_init_tensors=2), "NDP_ERR_BAD_TENSOR")
 
 
+class ChannelFuzzTest(unittest.TestCase):
+    """Damaged streams (seeded bit flips, byte changes, truncation): only NdpError escapes."""
+
+    def test_only_known_errors_escape(self):
+        import io
+        import random
+        import time
+
+        base = ChannelTest.batch_stream(None, rows=3, cols=40, max_payload=120)[0] + control_frame({"w": "close", "id": 9})
+        rng = random.Random(7)
+        deadline = time.monotonic() + 3.0  # time box: the suite's length does not depend on the machine
+        runs = 0
+        while time.monotonic() < deadline and runs < 3000:
+            data = bytearray(base)
+            for _ in range(rng.randint(1, 3)):
+                at = rng.randrange(len(data))
+                data[at] = rng.randrange(256) if rng.random() < 0.5 else data[at] ^ (1 << rng.randrange(8))
+            if rng.random() < 0.2:
+                data = data[: rng.randrange(len(data))]
+
+            class Sink(io.BytesIO):
+                def sendall(self, _):
+                    pass
+
+            channel = WorkerChannel(Sink(bytes(data)), max_tensor_bytes=1 << 20)
+            try:
+                while channel.receive() is not None:
+                    pass
+            except NdpError:
+                pass
+            runs += 1
+        self.assertGreater(runs, 50)
+
+
 class DatasetWithoutTorchTest(unittest.TestCase):
     """The dataset over a real socket; runs with or without torch (tensors or memoryviews)."""
 
