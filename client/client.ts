@@ -48,6 +48,8 @@ export interface ConnectOptions extends SessionOptions {
   readonly recvBufferSize?: number;
   /** WebSocket TLS: verify the server certificate. Defaults to true. */
   readonly rejectUnauthorized?: boolean;
+  /** WebSocket TLS: CA certificate(s), PEM, to trust besides the system's (a self-signed server). */
+  readonly ca?: string | Buffer;
   /** Capture tap called for every datagram/message. Defaults to none. */
   readonly tap?: CaptureTap;
 }
@@ -354,6 +356,7 @@ export class NdpClient extends EventEmitter {
       ...(this.options.tap ? { tap: this.options.tap } : {}),
       ...(this.options.token !== undefined ? { bearer: this.options.token } : {}),
       ...(this.options.rejectUnauthorized !== undefined ? { rejectUnauthorized: this.options.rejectUnauthorized } : {}),
+      ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
     });
   }
 
