@@ -35,6 +35,21 @@ export function websocketAccept(key: string): string {
   return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
 }
 
+/**
+ * `payload` XOR the 4-byte key repeated (RFC 6455 §5.3), four bytes per step in an aligned scratch
+ * array (bench/pcap-writer.ts: the byte loop made client→server capture 3-4× slower than server→client).
+ */
+function maskPayload(payload: Uint8Array, key: Uint8Array): Uint8Array {
+  const words = payload.length >> 2;
+  const out = new Uint8Array(payload.length);
+  out.set(payload);
+  const keyWord = new Uint32Array(key.slice(0, 4).buffer)[0]!;
+  const view = new Uint32Array(out.buffer, 0, words);
+  for (let i = 0; i < words; i++) view[i] = view[i]! ^ keyWord;
+  for (let i = words * 4; i < payload.length; i++) out[i] = payload[i]! ^ key[i & 3]!;
+  return out;
+}
+
 /** One unfragmented binary WebSocket frame; `maskKey` given → masked (client → server). */
 export function websocketFrame(payload: Uint8Array, maskKey?: Uint8Array): Uint8Array {
   const n = payload.length;
@@ -56,7 +71,7 @@ export function websocketFrame(payload: Uint8Array, maskKey?: Uint8Array): Uint8
     out.set(payload, headerBytes);
   } else {
     out.set(maskKey, headerBytes - 4);
-    for (let i = 0; i < n; i++) out[headerBytes + i] = payload[i]! ^ maskKey[i & 3]!;
+    out.set(maskPayload(payload, maskKey), headerBytes);
   }
   return out;
 }

@@ -157,3 +157,19 @@ t.test('buffering: nothing lost at close, flush() writes what is buffered, taps 
   w2.close();
   t.equal(w2.stats.droppedOversize, 1, 'a datagram larger than one IP packet is counted, not written');
 });
+
+t.test('the word-at-a-time checksum equals RFC 1071 byte pairs for any offset and length', async (t) => {
+  const plain = (bytes: Uint8Array): number => {
+    let sum = 0;
+    for (let i = 0; i < bytes.length; i += 2) sum += (bytes[i]! << 8) | (bytes[i + 1] ?? 0);
+    while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+    return ~sum & 0xffff;
+  };
+  const data = Uint8Array.from({ length: 70_001 }, (_, i) => (i * 131 + (i >> 7)) & 0xff);
+  for (const [start, length] of [[0, 0], [0, 1], [1, 63], [0, 64], [1, 64], [2, 65], [3, 1500], [0, 65_515], [1, 70_000], [0, 70_001]] as const) {
+    const slice = data.subarray(start, start + length);
+    t.equal(checksumFinish(checksumAdd(0, slice)), plain(slice), `offset ${start}, ${length} bytes`);
+  }
+  const ffs = new Uint8Array(65_536).fill(0xff);
+  t.equal(checksumFinish(checksumAdd(0, ffs)), plain(ffs), 'every word 0xffff (largest sums)');
+});
