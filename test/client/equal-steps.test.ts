@@ -49,3 +49,11 @@ t.test('packing with a step cap counts samples over it', (t) => {
   t.equal(b.overSteps, 2);
   t.end();
 });
+
+t.test('the recycle pool is bounded: fill-ins cycle over at most recyclePool samples', (t) => {
+  const b = new EqualStepsBatcher({ batchSize: 4, seqLen: 4 }, { steps: 2, recyclePool: 2 });
+  const out = [...b.push(sample(0), 0), ...b.push(sample(1), 0), ...b.push(sample(2), 0), ...b.endEpoch()];
+  t.same(out.map((x) => x.batch.sampleIndices), [[0, 1, 2, 0], [1, 0, 1, 0]], 'only samples 0 and 1 are kept for recycling');
+  t.same(out.map((x) => x.recycled), [1, 4]);
+  t.end();
+});

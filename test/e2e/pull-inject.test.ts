@@ -92,3 +92,24 @@ t.test('two ranks with unequal loss yield equal batch counts', async (t) => {
   t.ok(a.batches.every((x) => x.sampleIndices.length === 4) && b.batches.every((x) => x.sampleIndices.length === 4), 'every batch full');
   t.ok(a.stats.equalSteps.recycledSamples > b.stats.equalSteps.recycledSamples, 'the lossy rank recycles more');
 });
+
+t.test('CRC-Drop augmentation in a repair session: dropped frames are NACKed and repaired, the dataset arrives exactly', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'data.ndp');
+  const known = await writeDataset(file, 'data', 120);
+  const server = await startServer(t, [file]);
+  const client = await connect(`udp://127.0.0.1:${server.udp}`, { crcDropRate: 0.2, crcDropSeed: 11 });
+  const seen = new Set<number>();
+  let wrong = 0;
+  for await (const d of client.samples()) {
+    seen.add(d.sample.index);
+    if (Array.from(d.sample.tokens).join() !== known[d.sample.index]!.tokens.join()) wrong++;
+  }
+  const s = client.stats;
+  t.equal(seen.size, 120);
+  t.equal(wrong, 0);
+  t.ok(s.frames.dropped.augment > 0, `${s.frames.dropped.augment} good frames dropped by augmentation, all repaired`);
+  t.equal(s.samples.delivered, 120);
+  t.equal(client.accounting.imbalance(), undefined);
+  await client.close();
+});
