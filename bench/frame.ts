@@ -5,6 +5,7 @@
  * and the stream decoder reading many frames from one chunk. Ratios are against the baseline of the
  * same operation and size. Run: `npm run build && node dist/bench/frame.js`.
  */
+import { loadavg } from 'node:os';
 import { crc16Bitwise } from '../src/protocol/crc16.js';
 import { decodeFrame, encodeFrame, frameSize, writeFrame } from '../src/protocol/frame.js';
 import { DST, SRC, TYP } from '../src/protocol/registry.js';
@@ -67,6 +68,7 @@ for (const [label, size] of SIZES) {
       'frames/s': m.median,
       'payload MB/s': (m.median * size) / 1e6,
       'range frames/s': `${Math.round(m.min).toLocaleString('en-US')}–${Math.round(m.max).toLocaleString('en-US')}`,
+      'frames per CPU-second': m.cpuMedian,
       'vs baseline': `${(m.median / baseline[op]!).toFixed(1)}×`,
     });
   }
@@ -92,9 +94,10 @@ for (const datagram of [1472, 65_507]) {
     'frames/s': m.median * Math.ceil(body.length / (datagram - 48)),
     'payload MB/s': (m.median * body.length) / 1e6,
     'range frames/s': '',
+    'frames per CPU-second': m.cpuMedian * Math.ceil(body.length / (datagram - 48)),
     'vs baseline': '',
   });
 }
 if (reassembler.stats.samplesDelivered !== position) throw new Error('a sample was not reassembled');
 
-report('frame', rows, { rounds: 5, minMsPerRound: 150 }, 'Frame encode/decode (one core; median of 5 rounds)');
+report('frame', rows, { rounds: 5, minMsPerRound: 150, loadAverage: loadavg() }, `Frame encode/decode (one core; median of 5 rounds; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`);

@@ -16,10 +16,16 @@ export type Cell = string | number;
 export type Row = Readonly<Record<string, Cell>>;
 
 export interface Measurement {
-  /** Units (bytes, frames, …) per second: median, slowest and fastest round. */
+  /** Units (bytes, frames, …) per second of wall-clock time: median, slowest and fastest round. */
   readonly median: number;
   readonly min: number;
   readonly max: number;
+  /**
+   * Units per second of this process's CPU time (user + system), median of the rounds. On a shared,
+   * loaded machine wall-clock rates fall with the load; CPU-time rates mostly do not (the process is
+   * not charged while it waits for a core), so they are closer to what one idle core does.
+   */
+  readonly cpuMedian: number;
   readonly rounds: number;
 }
 
@@ -40,18 +46,24 @@ export function measure(fn: () => number, options: Readonly<Partial<MeasureOptio
   const warmEnd = performance.now() + warmupMs;
   while (performance.now() < warmEnd) fn();
   const rates: number[] = [];
+  const cpuRates: number[] = [];
   for (let r = 0; r < rounds; r++) {
     let units = 0;
+    const cpuStart = process.cpuUsage();
     const start = performance.now();
     let elapsed = 0;
     do {
       units += fn();
       elapsed = performance.now() - start;
     } while (elapsed < minMs);
+    const cpu = process.cpuUsage(cpuStart);
     rates.push(units / (elapsed / 1000));
+    cpuRates.push(units / Math.max(1e-6, (cpu.user + cpu.system) / 1e6));
   }
   rates.sort((x, y) => x - y);
-  return { median: rates[Math.floor(rates.length / 2)]!, min: rates[0]!, max: rates.at(-1)!, rounds };
+  cpuRates.sort((x, y) => x - y);
+  const mid = Math.floor(rounds / 2);
+  return { median: rates[mid]!, min: rates[0]!, max: rates.at(-1)!, cpuMedian: cpuRates[mid]!, rounds };
 }
 
 /** A number for a table: 3 significant digits, thousands kept readable. */

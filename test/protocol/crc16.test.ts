@@ -25,7 +25,7 @@ t.test('known values (Python binascii.crc_hqx(data, 0xFFFF))', async (t) => {
   t.equal(crc16(new Uint8Array(1).fill(0xff)), 0xff00);
 });
 
-t.test('slicing-by-8 (byte and word paths) equals the bitwise definition for every length 0..200 and every start 0..8', async (t) => {
+t.test('slicing-by-8 equals the bitwise definition for every length 0..200 and every start 0..8', async (t) => {
   const data = seeded(220, 42);
   let mismatches = 0;
   for (let start = 0; start <= 8; start++) {
@@ -38,7 +38,7 @@ t.test('slicing-by-8 (byte and word paths) equals the bitwise definition for eve
   t.equal(crc16(big), crc16Bitwise(big), '64 KiB');
   for (let offset = 1; offset < 4; offset++) {
     const view = big.subarray(offset, big.length - offset);
-    t.equal(crc16(view), crc16Bitwise(view), `a view at byte offset ${offset} (unaligned for 32-bit words)`);
+    t.equal(crc16(view), crc16Bitwise(view), `a view at byte offset ${offset}`);
   }
 });
 
