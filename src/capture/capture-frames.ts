@@ -115,6 +115,9 @@ export function* captureFrames(path: string, options: CaptureFramesOptions = {},
         continue;
       }
       yield* framesOf(decoded.payload, where);
+    } else if (decoded.kind === 'ip-fragment') {
+      // Counted, not decoded: on loopback NDP datagrams are never fragmented; elsewhere the summary says so.
+      if (info !== undefined) info.ipFragments = (info.ipFragments ?? 0) + 1;
     } else if (decoded.kind === 'tcp') {
       const from = endpoint(decoded.src, decoded.srcPort);
       const to = endpoint(decoded.dst, decoded.dstPort);

@@ -29,6 +29,8 @@ export interface CaptureInfo {
   packets: number;
   /** The file ended inside a record. */
   truncatedTail: boolean;
+  /** IP fragments seen (by captureFrames): not reassembled, so what they carry is not decoded. */
+  ipFragments?: number;
 }
 
 const PCAP_MAGIC_MICROS = 0xa1b2c3d4;

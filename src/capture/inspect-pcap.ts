@@ -91,7 +91,8 @@ function counts(map: Record<string, number>): string {
 
 function summaryText(summary: CaptureSummary, info: CaptureInfo): string {
   const lines = [
-    `summary: ${summary.frames} NDP frames in ${info.packets} packets (${info.format}${info.truncatedTail ? ', file ends inside a record' : ''})`,
+    `summary: ${summary.frames} NDP frames in ${info.packets} packets (${info.format}${info.truncatedTail ? ', file ends inside a record' : ''}` +
+      `${info.ipFragments ? `, ${info.ipFragments} IP fragments not reassembled` : ''})`,
     `  by transport: ${counts(summary.byTransport)}`,
     `  by type:      ${counts(summary.byType)}`,
     `  by SRC:       ${counts(summary.bySrc)}`,
@@ -187,7 +188,7 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   const summary = summarizer.finish();
-  if (values.json) out.write(`\n],"format":"${info.format}","packets":${info.packets},"truncatedTail":${info.truncatedTail},"summary":${JSON.stringify(summary)}}\n`);
+  if (values.json) out.write(`\n],"format":"${info.format}","packets":${info.packets},"truncatedTail":${info.truncatedTail},"ipFragments":${info.ipFragments ?? 0},"summary":${JSON.stringify(summary)}}\n`);
   else out.write(`${summaryText(summary, info)}\n`);
   return 0;
 }

@@ -140,6 +140,9 @@ t.test('link types: RAW, IPv4, Ethernet (+VLAN), BSD loopback, Linux cooked v1 a
   const fragment = Uint8Array.from(ipPacket);
   fragment[6] = 0x20; // more fragments
   t.match(decodePacket(LINKTYPE.RAW, fragment, fragment.length), { kind: 'ip-fragment' });
+  const info: CaptureInfo = { format: 'pcap', packets: 0, truncatedTail: false };
+  t.equal([...captureFrames(file(pcap(true, false, LINKTYPE.RAW, [fragment, ipPacket])), {}, info)].length, 1);
+  t.equal(info.ipFragments, 1, 'IP fragments are counted, not silently skipped');
 });
 
 t.test('damage: not a capture, truncated tail, bad block lengths', async (t) => {
