@@ -15,6 +15,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   serve: { summary: 'serve .ndp files to trainers over UDP and WebSocket (HTTP control plane, /metrics)', load: () => import('./commands/serve.js') },
   pull: { summary: 'receive a stream from a data server; write samples as JSON lines and the stats', load: () => import('./commands/pull.js') },
   train: { summary: 'train LoRA adapters on batches from a server (or a local .ndp file); adapter in PEFT layout', load: () => import('./commands/train.js') },
+  quickstart: { summary: 'the whole pipeline on embedded defaults (what npm start runs): demo data, server, LoRA training over UDP', load: () => import('./commands/quickstart.js') },
   demo: { summary: 'protocol demo: encode, damage, decode and reassemble frames; check the accounting', load: () => import('./commands/demo.js') },
   feed: { summary: 'hand batches to your own PyTorch script (NdpBatchDataset) over the worker channel', load: () => import('./commands/feed.js') },
   experiment: { summary: 'loss-rate experiment: train per (loss rate, seed), report with a computed conclusion', load: () => import('./commands/experiment.js') },
