@@ -64,18 +64,21 @@ async function corpus(count: number): Promise<string[]> {
   };
   for (const dep of ['ws', 'undici', '@msgpack/msgpack', 'cli-progress', 'prom-client', 'fast-check', 'typescript/lib']) await walk(join(root, 'node_modules', dep), 0);
   let k = 0;
-  for (const path of files) {
-    if (lines.length >= count) break;
-    if ((await stat(path)).size > 256 * 1024) continue;
-    const text = await readFile(path, 'utf8');
-    for (let at = 0; at < text.length && lines.length < count; ) {
-      const size = 400 + ((k * 7919) % 2000);
-      const piece = text.slice(at, at + size);
-      at += size;
-      k++;
-      // Half plain text, half prompt/completion (prompt not trained on), like the seed's coding set.
-      if (k % 2 === 0) lines.push(JSON.stringify({ text: piece }));
-      else lines.push(JSON.stringify({ prompt: `Continue this file:\n${piece.slice(0, piece.length >> 1)}`, completion: piece.slice(piece.length >> 1) }));
+  // More passes over the same files, cut at other places, when one pass gives too few samples.
+  for (let pass = 0; pass < 8 && lines.length < count; pass++) {
+    for (const path of files) {
+      if (lines.length >= count) break;
+      if ((await stat(path)).size > 256 * 1024) continue;
+      const text = await readFile(path, 'utf8');
+      for (let at = pass * 211; at < text.length && lines.length < count; ) {
+        const size = 400 + ((k * 7919) % 2000);
+        const piece = text.slice(at, at + size);
+        at += size;
+        k++;
+        // Half plain text, half prompt/completion (prompt not trained on), like the seed's coding set.
+        if (k % 2 === 0) lines.push(JSON.stringify({ text: piece }));
+        else lines.push(JSON.stringify({ prompt: `Continue this file:\n${piece.slice(0, piece.length >> 1)}`, completion: piece.slice(piece.length >> 1) }));
+      }
     }
   }
   if (lines.length < count) throw new Error(`only ${lines.length} samples of source text found`);
