@@ -4,7 +4,7 @@
  * values used more than once. Only nodes on a path parameter → loss are differentiated, so the
  * frozen base weights cost no weight gradients.
  */
-import type { Graph, GraphNode, Value } from './graph.js';
+import type { Graph, GraphNode, SparseScatter, Value } from './graph.js';
 import { GRADIENT_RULES } from './gradient-rules.js';
 
 /**
@@ -32,9 +32,17 @@ export function gradients(graph: Graph, loss: Value, params: readonly Value[]): 
   const total = (name: string): Value | undefined => {
     const parts = pending.get(name);
     if (parts === undefined || parts.length === 0) return undefined;
-    let sum = parts[0] as Value;
-    for (const p of parts.slice(1)) sum = graph.add(sum, p);
-    pending.set(name, [sum]);
+    // A scatter into zeros (the gradient of a gather) is added by scattering onto the dense sum
+    // instead: one pass over the tensor instead of three (zeros, scatter, add).
+    const sparse = parts.filter((p) => graph.sparseGradients.has(p.name));
+    const dense = parts.filter((p) => !graph.sparseGradients.has(p.name));
+    let sum = dense[0];
+    for (const p of dense.slice(1)) sum = graph.add(sum as Value, p);
+    for (const p of sparse) {
+      const s = graph.sparseGradients.get(p.name) as SparseScatter;
+      sum = sum === undefined ? p : graph.scatterElements(sum, s.indices, graph.add(graph.gatherElements(sum, s.indices, s.axis), s.updates), s.axis);
+    }
+    pending.set(name, [sum as Value]);
     return sum;
   };
 

@@ -46,6 +46,14 @@ export function sumToShape(g: Graph, grad: Value, target: Shape): Value {
   return lead > 0 ? g.reshape(summed, target) : summed;
 }
 
+/** A reduced value reshaped to the input's rank (reduced axes of size 1), ready to broadcast. */
+function keptDims(g: Graph, v: Value, input: Value, axes: readonly number[]): Value {
+  const rank = input.shape.length;
+  if (v.shape.length === rank) return v;
+  const set = new Set(axes.map((a) => (a < 0 ? a + rank : a)));
+  return g.reshape(v, input.shape.map((d, i) => (set.has(i) ? 1 : d)));
+}
+
 /** Brings a reduced gradient (kept or dropped dims) back to the input shape. */
 function unreduce(g: Graph, grad: Value, input: Value, axes: readonly number[]): Value {
   const rank = input.shape.length;
@@ -117,7 +125,14 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
     const count = axes.reduce((p, a) => p * (x.shape[a < 0 ? a + x.shape.length : a] as number), 1);
     return [unreduce(g, g.div(dy, g.scalar(count)), x, axes)];
   },
-  Softmax: (g, n, dy) => {
+  ReduceLogSumExp: (g, n, dy) => {
+    // d/dx log Σ exp(x) = softmax(x) = exp(x − lse).
+    const x = in0(n, 0);
+    const axes = attrInts(n, 'axes');
+    // Kept-dims shapes broadcast against x: no [M, vocab] expansion of lse or dy.
+    return [g.mul(keptDims(g, dy, x, axes), g.exp(g.sub(x, keptDims(g, out0(n), x, axes))))];
+  },
+    Softmax: (g, n, dy) => {
     const y = out0(n);
     const axis = attrInt(n, 'axis', -1);
     return [g.mul(y, g.sub(dy, g.reduceSum(g.mul(dy, y), [axis], true)))];
@@ -161,12 +176,19 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
     const idx = in0(n, 1);
     if (idx.shape.length !== 1 || data.shape.length !== 2) throw new Error(`Gather gradient: only 1-D indices into 2-D data, got ${fmt(idx.shape)} into ${fmt(data.shape)}`);
     const idx2 = g.expandLike(g.unsqueeze(idx, [1]), dy);
-    return [g.scatterElements(g.zeros(data.shape, data.dtype), idx2, dy, 0), undefined];
+    const grad = g.scatterElements(g.zeros(data.shape, data.dtype), idx2, dy, 0);
+    g.sparseGradients.set(grad.name, { indices: idx2, updates: dy, axis: 0 });
+    return [grad, undefined];
   },
   GatherElements: (g, n, dy) => {
     const data = in0(n, 0);
+    const idx = in0(n, 1);
+    const axis = attrInt(n, 'axis', 0);
     const zeros = data.shape.every((d) => typeof d === 'number') ? g.zeros(data.shape, data.dtype) : g.mul(data, g.scalar(0, data.dtype));
-    return [g.scatterElements(zeros, in0(n, 1), dy, attrInt(n, 'axis', 0)), undefined];
+    const grad = g.scatterElements(zeros, idx, dy, axis);
+    // One index per slice along `axis` cannot repeat, so the scatter can add onto a dense gradient.
+    if (idx.shape[axis < 0 ? axis + idx.shape.length : axis] === 1) g.sparseGradients.set(grad.name, { indices: idx, updates: dy, axis });
+    return [grad, undefined];
   },
   Where: (g, n, dy) => {
     const cond = in0(n, 0);

@@ -76,8 +76,17 @@ export function broadcastShapes(a: Shape, b: Shape): Dim[] {
   return out;
 }
 
+/** A gradient that is `updates` scattered into zeros at distinct `indices`: autodiff adds it to a dense gradient by scattering, not by a dense add. */
+export interface SparseScatter {
+  readonly indices: Value;
+  readonly updates: Value;
+  readonly axis: number;
+}
+
 export class Graph {
   readonly nodes: GraphNode[] = [];
+  /** Sparse gradients by value name (see SparseScatter). */
+  readonly sparseGradients = new Map<string, SparseScatter>();
   readonly inputs: Value[] = [];
   readonly outputs: Value[] = [];
   readonly initializers = new Map<string, Initializer>();
@@ -238,7 +247,12 @@ export class Graph {
     return this.one('ReduceMax', [x], x.dtype, this.reduceShape(x, axes, keepDims), { axes: ints(axes), keepdims: int(keepDims ? 1 : 0) });
   }
 
-  softmax(x: Value, axis = -1): Value {
+  /** log Σ exp(x) over `axes`, computed stably by ONNX Runtime (axes as an attribute up to opset 17). */
+  reduceLogSumExp(x: Value, axes: readonly number[], keepDims = true): Value {
+    return this.one('ReduceLogSumExp', [x], x.dtype, this.reduceShape(x, axes, keepDims), { axes: ints(axes), keepdims: int(keepDims ? 1 : 0) });
+  }
+
+    softmax(x: Value, axis = -1): Value {
     return this.one('Softmax', [x], x.dtype, x.shape, { axis: int(axis) });
   }
 

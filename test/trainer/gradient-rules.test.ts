@@ -46,6 +46,18 @@ const cases: [string, number[][], Unary, ((p: Value, rand: () => number) => Floa
   ['Gather rows', [[5, 3]], (g, [a]) => g.gather(a!, g.constant([4, 0, 2], [3], 'int32'))],
   ['GatherElements', [[3, 4]], (g, [a]) => g.gatherElements(a!, g.constant([1, 3, 0], [3, 1], 'int32'), 1)],
   ['Where', [[2, 3], [2, 3]], (g, [a, b]) => g.where(g.constant([1, 0, 1, 0, 0, 1], [2, 3], 'bool'), a!, b!)],
+  ['ReduceLogSumExp', [[3, 5]], (g, [a]) => g.reduceLogSumExp(a!, [1], true)],
+  ['ReduceLogSumExp drop dims', [[2, 3, 4]], (g, [a]) => g.reduceLogSumExp(a!, [-1], false)],
+  [
+    'cross-entropy: logsumexp − gathered target (sparse scatter added onto the dense gradient)',
+    [[3, 6]],
+    (g, [a]) => g.sub(g.reduceLogSumExp(a!, [1], true), g.gatherElements(a!, g.constant([5, 0, 2], [3, 1], 'int32'), 1)),
+  ],
+  [
+    'a value gathered twice (two sparse gradients, no dense one)',
+    [[5, 3]],
+    (g, [a]) => g.add(g.gather(a!, g.constant([4, 0], [2], 'int32')), g.gather(a!, g.constant([1, 4], [2], 'int32'))),
+  ],
   [
     'log-sum-exp with stopGradient shift (exact)',
     [[3, 6]],
