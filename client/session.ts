@@ -107,6 +107,8 @@ interface Known {
 }
 
 const HELLO_MIN_BYTES = 256;
+/** Bytes held between ACCEPT and the session taking over (one macrotask); past it, counted `foreign`. */
+const EARLY_LIMIT_BYTES = 16 * 1024 * 1024;
 const MAX_NACK_RANGES = 256;
 /** Sample-level names for the reassembler's drop reasons. */
 const REASSEMBLY_REASON: Record<string, SampleDropReason> = {
@@ -536,6 +538,7 @@ class Handshake {
   private waiter: ((message: ControlMessage) => void) | undefined;
   private forward: ((bytes: Uint8Array) => void) | undefined;
   private readonly early: Uint8Array[] = [];
+  private earlyBytes = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -630,14 +633,25 @@ class Handshake {
     });
   }
 
+  private keepEarly(bytes: Uint8Array): void {
+    if (this.earlyBytes + bytes.length > EARLY_LIMIT_BYTES) {
+      this.accounting.framesReceived++;
+      this.accounting.dropFrame('foreign');
+      return;
+    }
+    this.earlyBytes += bytes.length;
+    this.early.push(bytes);
+  }
+
   private onMessage(bytes: Uint8Array): void {
     if (this.forward !== undefined) {
       this.forward(bytes);
       return;
     }
     if (this.waiter === undefined) {
-      // Between ACCEPT and hand-over or after a failure: keep for the session, bounded.
-      if (this.early.length < 4096) this.early.push(bytes);
+      // Between ACCEPT and hand-over or after a failure: keep for the session, bounded in bytes
+      // (the server may not run more than a credit window ahead, so an honest one stays far below).
+      this.keepEarly(bytes);
       return;
     }
     let offset = 0;
@@ -664,7 +678,7 @@ class Handshake {
           this.waiter?.(message);
           if (this.waiter === undefined) {
             // ACCEPT just resolved: the rest of this message belongs to the session.
-            if (offset < bytes.length) this.early.push(bytes.subarray(offset));
+            if (offset < bytes.length) this.keepEarly(bytes.subarray(offset));
             return;
           }
           continue;
