@@ -176,13 +176,14 @@ ${runsTable(result.runs)}
 
 ## Setup
 - Loss injected by ${whereText(p)}.
-- Every run sees the same data in the same order: the server session is opened with the same
-  parameters each time (shuffle seed ${p.dataSeed}, cursor 0, one rank), so runs differ only in the loss and the seed.
+- Every run sees the same data in the same order: each run starts a fresh server on the same files
+  and \`ndp train\` opens its session with the same parameters (the server's default shuffle seed 0,
+  cursor 0, one rank), so runs differ only in the loss and the seed.
 - What "seed" varies: seed index i gives model seed ${p.seedBase} + i (the base weights and the LoRA
   initialisation) and loss seed ${p.seedBase} + i (which frames the injector hits). The data order does not vary.
-- The session is \`lossy\`: lost frames are not repaired, so a sample that lost a fragment is dropped
-  whole, as the seed's augmentation did. With a fixed number of steps, runs with loss read further into
-  the stream to fill their batches.
+- ${p.loss === 'lossy'
+    ? 'The session is `lossy`: a frame hit by the injector is never resent, so its sample is dropped whole, as the seed\'s augmentation did. With a fixed number of steps, runs with loss read further into the stream to fill their batches.'
+    : 'The session is `repair`: every frame hit by the injector is NACKed and resent, so the loss never reaches the training data; this measures what repair costs, not augmentation.'}
 - Model \`${p.model}\`, ${p.steps} steps, held-out eval every ${p.evalEvery} steps${p.trainArgs.length > 0 ? `, extra trainer arguments \`${p.trainArgs.join(' ')}\`` : ''}; ${p.parallel} run${p.parallel === 1 ? '' : 's'} at a time.
 - Raw data: [\`${REPORT_FILES.raw}\`](${REPORT_FILES.raw}) (every run, every step, the exact commands).
 `;

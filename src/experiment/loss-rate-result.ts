@@ -47,9 +47,16 @@ export interface RunRecord {
   readonly tokensPerSecond: number;
   readonly steps: number;
   readonly wallSeconds: number;
-  /** The trainer's final accounting, flattened to dotted keys (e.g. `frames.dropped.augment`). */
+  /** The client's final accounting (`ndp pull --stats`), flattened to dotted keys (e.g. `frames.dropped.augment`). */
   readonly accounting: Readonly<Record<string, number>>;
   readonly injected?: InjectedCounts;
+  /** What the stream delivered to training, and the check that it sat in the one shared order. */
+  readonly delivery?: {
+    readonly samples: number;
+    readonly tokens: number;
+    readonly orderMismatches: number;
+    readonly orderChecked: number;
+  };
   /** The exact commands the run executed. */
   readonly commands: Readonly<Record<string, readonly string[]>>;
 }
@@ -63,11 +70,18 @@ export interface ExperimentParameters {
   readonly fault: 'corrupt' | 'drop';
   readonly model: string;
   readonly evalEvery: number;
-  /** Shuffle seed of the server session: the same for every run, so every run sees one data order. */
-  readonly dataSeed: number;
+  /**
+   * Session loss policy: `lossy` (a frame hit by the injector is never resent, its sample is dropped:
+   * the seed's augmentation) or `repair` (it is NACKed and resent, so the loss never reaches training).
+   */
+  readonly loss: 'lossy' | 'repair';
   /** Added to the seed index to make the model and loss seeds. */
   readonly seedBase: number;
   readonly parallel: number;
+  /** Shuffle seed of every run's session (`ndp pull --seed`): one data order for all runs. */
+  readonly dataSeed: number;
+  /** Held-out batches per evaluation (`ndp train --eval-batches`). */
+  readonly evalBatches: number;
   /** Extra arguments passed to every `ndp train`. */
   readonly trainArgs: readonly string[];
 }
@@ -79,6 +93,7 @@ export interface ExperimentResult {
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly host: { readonly cpus: number; readonly cpuModel: string; readonly node: string; readonly platform: string };
-  readonly parameters: ExperimentParameters;
+  /** The parameters, plus the epochs every run pulled. */
+  readonly parameters: ExperimentParameters & { readonly pullEpochs: number };
   readonly runs: readonly RunRecord[];
 }

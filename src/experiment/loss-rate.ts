@@ -1,16 +1,19 @@
 /**
- * The loss-rate experiment runner: for every (rate, seed) it starts a data server (`ndp serve`) and a
- * trainer (`ndp train`) as child processes, with the loss injected where asked (the trainer's
- * CRC-Drop, the server's injector, or nftables in a namespace lab), collects the trainer's metrics and
- * the injector's exact counts, and returns an `ExperimentResult` for the report writer.
+ * The loss-rate experiment runner. For every (rate, seed) it runs the product's own commands as child
+ * processes: `ndp serve` and `ndp pull` stream the data through a `lossy` session with the loss
+ * injected where asked (the client's CRC-Drop, the server's injector, or nftables in a namespace lab),
+ * then `ndp train --data` trains on exactly the samples that survived, in arrival order. It collects
+ * the client's exact accounting, the injector's own counts and the trainer's metrics, and returns an
+ * `ExperimentResult` for the report writer.
  *
- * It composes the CLI commands as processes on purpose: an experiment measures the product as a user
- * runs it, and a process per run isolates runs (memory, sockets, onnxruntime threads) from each other.
+ * Processes, not library calls: an experiment measures the product as a user runs it, and a process
+ * per stage isolates runs (memory, sockets, onnxruntime threads) from each other.
  *
- * Every run of one experiment sees the same data in the same order: each run opens a fresh server
- * session with the same parameters (the same shuffle seed, cursor 0, one rank, `lossy`), so runs differ
- * only in the loss and in the seed index i, which sets the model seed (base weights and LoRA init)
- * and the injector's seed to `seedBase + i`.
+ * Every run sees the same stream: a fresh server on the same files and the same session parameters
+ * (shuffle seed `dataSeed`, cursor 0, one rank, the same number of epochs), so runs differ only in the
+ * loss and in the seed index i, which sets the model seed (base weights, LoRA init) and the
+ * injector's seed to `seedBase + i`. A `StreamOrderCheck` verifies it: every delivered sample must sit
+ * at the same stream position in every run.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -20,6 +23,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NdpError } from '../protocol/errors.js';
 import type { ExperimentParameters, ExperimentResult, InjectedCounts, LossPlace, RunRecord, StepPoint } from './loss-rate-result.js';
+import { openNdpFile } from '../dataset/ndp-file.js';
+import type { TokenizerIdentity } from '../dataset/ndp-file-format.js';
+import { StreamOrderCheck, writeDeliveredSamples } from './delivered-samples.js';
 import { NetworkLab } from './network-lab.js';
 
 export type FaultKind = ExperimentParameters['fault'];
@@ -29,11 +35,11 @@ export interface LossRateOptions extends ExperimentParameters {
   readonly trainData: readonly string[];
   /** The held-out .ndp file the trainer evaluates on (never served for training). */
   readonly evalData: string;
-  /** Report folder; each run's trainer output goes to `<out>/runs/<rate>-<seed>/`. */
+  /** Report folder; each run's files go to `<out>/runs/<rate>-<seed>/` while it runs. */
   readonly out: string;
-  /** A run (server + trainer) taking longer than this is killed and recorded as failed. Defaults to 1800 s. */
+  /** A run (serve + pull + train) taking longer than this is killed and recorded as failed. Defaults to 1800 s. */
   readonly runTimeoutSeconds: number;
-  /** Keep every run's trainer output (adapter, metrics) under `<out>/runs`. Defaults to false. */
+  /** Keep every run's files (delivered samples, pull stats, adapter, metrics) under `<out>/runs`. Defaults to false. */
   readonly keepRuns: boolean;
   /** Called with one line per event (run started, run finished). */
   readonly onProgress?: (line: string) => void;
@@ -215,6 +221,9 @@ export async function readTrainerMetrics(dir: string): Promise<TrainerMetrics> {
       continue;
     }
     summaryRate = num(s.tokensPerSecond) ?? num(s.tokens_per_s) ?? summaryRate;
+    // The held-out loss before the first step: the common starting point of every curve.
+    const evalFirst = num(s.evalFirst);
+    if (evalFirst !== undefined && !evalCurve.some((p) => p.step === 0)) evalCurve.unshift({ step: 0, loss: evalFirst });
     for (const key of ['accounting', 'drops', 'stats']) if (typeof s[key] === 'object' && s[key] !== null) accounting = flattenNumbers(s[key]);
   }
   const tokensPerSecond = summaryRate ?? (stepRates.length > 0 ? stepRates.reduce((a, b) => a + b, 0) / stepRates.length : Number.NaN);
@@ -228,28 +237,6 @@ export function finalTrainLoss(curve: readonly StepPoint[]): number {
   return tail.reduce((s, p) => s + p.loss, 0) / tail.length;
 }
 
-/** Sums a Prometheus counter family by one label: `ndp_injected_total{kind="drop"} 12` → {drop: 12}. */
-export function promCounterByLabel(text: string, metric: string, label: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  const re = new RegExp(`^${metric}\\{([^}]*)\\}\\s+([0-9.eE+-]+)`, 'gm');
-  for (const m of text.matchAll(re)) {
-    const lm = new RegExp(`${label}="([^"]*)"`).exec(m[1] ?? '');
-    if (lm === null) continue;
-    out[lm[1]!] = (out[lm[1]!] ?? 0) + Number(m[2]);
-  }
-  return out;
-}
-
-async function serverInjected(httpPort: number): Promise<InjectedCounts | undefined> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
-    const counts = promCounterByLabel(await res.text(), 'ndp_injected_total', 'kind');
-    return { counter: 'server', dropped: counts.drop ?? 0, corrupted: counts.corrupt ?? 0 };
-  } catch {
-    return undefined;
-  }
-}
-
 const rateName = (rate: number): string => String(rate).replace('.', 'p');
 
 interface RunPlan {
@@ -257,11 +244,10 @@ interface RunPlan {
   readonly seedIndex: number;
 }
 
-/** The trainer arguments a run adds for its loss and seed (client side loss is CRC-Drop). */
-function trainerLossArgs(options: LossRateOptions, run: RunPlan): string[] {
-  const seed = options.seedBase + run.seedIndex;
-  const args = ['--seed', String(seed)];
-  if (options.where === 'client' && run.rate > 0) args.push('--crc-drop', String(run.rate), '--crc-drop-seed', String(seed));
+/** `ndp pull` arguments of a run: the same session for every run, plus the client-side loss. */
+function pullArgs(options: LossRateOptions, run: RunPlan, epochs: number): string[] {
+  const args = ['--epochs', String(epochs), '--seed', String(options.dataSeed), '--loss', options.loss, '--quiet'];
+  if (options.where === 'client' && run.rate > 0) args.push('--crc-drop', String(run.rate), '--crc-drop-seed', String(options.seedBase + run.seedIndex));
   return args;
 }
 
@@ -270,7 +256,81 @@ function serverLossArgs(options: LossRateOptions, run: RunPlan): string[] {
   return [options.fault === 'drop' ? '--inject-drop' : '--inject-corrupt', String(run.rate), '--inject-seed', String(options.seedBase + run.seedIndex)];
 }
 
-async function runOne(options: LossRateOptions, run: RunPlan): Promise<RunRecord> {
+/** The value of `--name V` in an argument list, as a positive integer, or the fallback. */
+function intArg(args: readonly string[], name: string, fallback: number): number {
+  const i = args.lastIndexOf(name);
+  const v = i >= 0 ? Number(args[i + 1]) : Number.NaN;
+  return Number.isInteger(v) && v > 0 ? v : fallback;
+}
+
+/**
+ * Epochs to pull so that even the lossiest run delivers a sample for every training row: rows =
+ * steps × batch × grad-accum (`ndp train`'s defaults 4 and 1 unless the trainer arguments say
+ * otherwise), over what one epoch delivers at the highest rate, with 5% to spare. Every run pulls the
+ * same number of epochs, so every run's stream is the same.
+ */
+export function epochsNeeded(options: Pick<LossRateOptions, 'steps' | 'rates' | 'trainArgs'>, samplesPerEpoch: number): number {
+  const rows = options.steps * intArg(options.trainArgs, '--batch', 4) * intArg(options.trainArgs, '--grad-accum', 1);
+  const survive = 1 - Math.max(0, ...options.rates);
+  return Math.max(1, Math.ceil((rows * 1.05) / Math.max(1, samplesPerEpoch * survive)));
+}
+
+/** Exact injector counts from the pull stats (client CRC-Drop, or the server's END counters). */
+function injectedFromPull(where: LossPlace, stats: Record<string, number>): InjectedCounts | undefined {
+  if (where === 'client') {
+    return { counter: 'client', seen: (stats['frames.received'] ?? 0) - (stats['frames.control'] ?? 0), dropped: stats['frames.dropped.augment'] ?? 0, corrupted: 0 };
+  }
+  if (where === 'server') {
+    const dropped = stats['serverTotals.injectedDrop'] ?? 0;
+    return { counter: 'server', seen: (stats['serverTotals.frames'] ?? 0) + dropped, dropped, corrupted: stats['serverTotals.injectedCorrupt'] ?? 0 };
+  }
+  return undefined;
+}
+
+/** The dataset facts the delivered-samples file must carry (tokenizer identity, SRC) and the epoch size. */
+interface SourceFacts {
+  readonly name: string;
+  readonly tokenizer: TokenizerIdentity;
+  readonly src: number;
+  readonly samples: number;
+}
+
+async function sourceFacts(paths: readonly string[]): Promise<SourceFacts> {
+  let samples = 0;
+  let first: Omit<SourceFacts, 'samples'> | undefined;
+  for (const path of paths) {
+    const file = await openNdpFile(path);
+    try {
+      samples += file.sampleCount;
+      first ??= { name: file.name, tokenizer: file.tokenizer, src: file.src };
+    } finally {
+      await file.close();
+    }
+  }
+  if (first === undefined) throw new NdpError('NDP_ERR_EXPERIMENT_BAD_OPTION', 'no training data');
+  return { ...first, samples };
+}
+
+interface RunContext {
+  readonly options: LossRateOptions;
+  readonly source: SourceFacts;
+  readonly epochs: number;
+  readonly order: StreamOrderCheck;
+}
+
+function failure(message: string, process: Spawned): NdpError {
+  return new NdpError('NDP_ERR_EXPERIMENT_RUN_FAILED', `${message}\n${process.stderrTail().trim()}`);
+}
+
+/**
+ * One run in two stages, both the product's own commands: (1) stream — `ndp serve` and `ndp pull`
+ * (a lossy session with the loss injected where asked) write exactly the samples that survived, in
+ * arrival order, with the client's full accounting; (2) train — `ndp train --data` on those samples,
+ * in that order, evaluated on the held-out split. Splitting the stages keeps training time out of the
+ * stream's timing and makes each run's training data an exact, checked record.
+ */
+async function runOne(ctx: RunContext, run: RunPlan): Promise<RunRecord> {
+  const { options } = ctx;
   const modelSeed = options.seedBase + run.seedIndex;
   const runDir = join(options.out, 'runs', `${rateName(run.rate)}-${run.seedIndex}`);
   await rm(runDir, { recursive: true, force: true });
@@ -278,17 +338,24 @@ async function runOne(options: LossRateOptions, run: RunPlan): Promise<RunRecord
   const started = Date.now();
   const commands: Record<string, string[]> = {};
   let lab: NetworkLab | undefined;
-  let server: Spawned | undefined;
-  let trainer: Spawned | undefined;
+  const children: Spawned[] = [];
   const base = { rate: run.rate, seedIndex: run.seedIndex, modelSeed, lossSeed: modelSeed, commands };
   const timeout = setTimeout(() => {
-    server?.child.kill('SIGKILL');
-    trainer?.child.kill('SIGKILL');
+    for (const c of children) c.child.kill('SIGKILL');
   }, options.runTimeoutSeconds * 1000);
+  const launch = (argv: string[]): Spawned => {
+    const p = start(argv, process.cwd());
+    children.push(p);
+    // Nothing reads these processes' stdout otherwise; an unread pipe would stall them.
+    void (async () => {
+      for await (const _ of p.stdoutLines);
+    })();
+    return p;
+  };
   try {
     const node = process.execPath;
     let host = '127.0.0.1';
-    let serverArgv = [node, CLI, 'serve', ...options.trainData, '--host', host, '--udp', '0', '--ws', '0', '--http', '0', ...serverLossArgs(options, run)];
+    let serverArgv = [node, CLI, 'serve', ...options.trainData, '--host', host, '--udp', '0', '--ws', 'off', '--http', 'off', ...serverLossArgs(options, run)];
     if (options.where === 'network') {
       lab = await NetworkLab.create({
         dropRate: options.fault === 'drop' ? run.rate : 0,
@@ -296,57 +363,64 @@ async function runOne(options: LossRateOptions, run: RunPlan): Promise<RunRecord
         dataPort: LAB_PORTS.udp,
       });
       host = lab.serverAddress;
-      serverArgv = lab.command('server', [node, CLI, 'serve', ...options.trainData, '--host', host, '--udp', String(LAB_PORTS.udp), '--ws', '0', '--http', String(LAB_PORTS.http)]);
+      serverArgv = lab.command('server', [node, CLI, 'serve', ...options.trainData, '--host', host, '--udp', String(LAB_PORTS.udp), '--ws', 'off', '--http', 'off']);
     }
-    commands.server = serverArgv;
-    server = start(serverArgv, process.cwd());
+    commands.serve = serverArgv;
+    const server = start(serverArgv, process.cwd());
+    children.push(server);
     const ready = await waitReady(server).catch((err: unknown) => {
-      throw new NdpError('NDP_ERR_EXPERIMENT_RUN_FAILED', `server did not start: ${(err as Error).message}\n${server?.stderrTail() ?? ''}`);
+      throw failure(`server did not start: ${(err as Error).message}`, server);
     });
-    const udpPort = ready.udp ?? LAB_PORTS.udp;
-    let trainerArgv = [
+    void (async () => {
+      for await (const _ of server.stdoutLines);
+    })();
+
+    const delivered = join(runDir, 'delivered.jsonl');
+    const statsFile = join(runDir, 'pull-stats.json');
+    let pullArgv = [node, CLI, 'pull', '--server', `udp://${host}:${ready.udp ?? LAB_PORTS.udp}`, ...pullArgs(options, run, ctx.epochs), '--out', delivered, '--stats', statsFile];
+    if (lab !== undefined) pullArgv = lab.command('client', pullArgv);
+    commands.pull = pullArgv;
+    const pull = launch(pullArgv);
+    const pulled = await pull.exited;
+    if (pulled.code !== 0) throw failure(`ndp pull exited with ${pulled.code ?? pulled.signal}`, pull);
+    const accounting = flattenNumbers(JSON.parse(await readFile(statsFile, 'utf8')));
+    const injected = lab !== undefined ? { counter: 'nft' as const, ...(await lab.counters()) } : injectedFromPull(options.where, accounting);
+    await stop(server);
+    await lab?.close();
+    lab = undefined;
+
+    const deliveredNdp = join(runDir, 'delivered.ndp');
+    const delivery = await writeDeliveredSamples(delivered, deliveredNdp, ctx.source, ctx.order);
+    if (!options.keepRuns) await rm(delivered, { force: true });
+
+    const trainDir = join(runDir, 'train');
+    const trainArgv = [
       node,
       CLI,
       'train',
-      '--server',
-      `udp://${host}:${udpPort}`,
+      '--data',
+      deliveredNdp,
+      '--eval-file',
+      options.evalData,
+      '--eval-batches',
+      String(options.evalBatches),
+      '--eval-every',
+      String(options.evalEvery),
       '--model',
       options.model,
       '--steps',
       String(options.steps),
-      '--eval-every',
-      String(options.evalEvery),
-      '--eval-data',
-      options.evalData,
-      '--data-seed',
-      String(options.dataSeed),
-      '--loss',
-      'lossy',
+      '--seed',
+      String(modelSeed),
       '--out',
-      runDir,
-      ...trainerLossArgs(options, run),
+      trainDir,
       ...options.trainArgs,
     ];
-    if (lab !== undefined) trainerArgv = lab.command('client', trainerArgv);
-    commands.trainer = trainerArgv;
-    trainer = start(trainerArgv, process.cwd());
-    void (async () => {
-      for await (const _ of trainer.stdoutLines);
-    })();
-    const exit = await trainer.exited;
-    if (exit.code !== 0) {
-      throw new NdpError('NDP_ERR_EXPERIMENT_RUN_FAILED', `trainer exited with ${exit.code ?? exit.signal}\n${trainer.stderrTail()}`);
-    }
-    let injected: InjectedCounts | undefined;
-    if (lab !== undefined) injected = { counter: 'nft', ...(await lab.counters()) };
-    else if (options.where === 'server' && ready.http !== undefined) injected = await serverInjected(ready.http);
-    const metrics = await readTrainerMetrics(runDir);
-    if (options.where === 'client') {
-      const a = metrics.accounting;
-      const dropped = Object.entries(a).find(([k]) => /frames\.dropped\.augment$/.test(k))?.[1] ?? 0;
-      const seen = Object.entries(a).find(([k]) => /frames\.received$/.test(k))?.[1];
-      injected = { counter: 'client', ...(seen === undefined ? {} : { seen }), dropped, corrupted: 0 };
-    }
+    commands.train = trainArgv;
+    const trainer = launch(trainArgv);
+    const trained = await trainer.exited;
+    if (trained.code !== 0) throw failure(`ndp train exited with ${trained.code ?? trained.signal}`, trainer);
+    const metrics = await readTrainerMetrics(trainDir);
     const lastEval = metrics.evalCurve[metrics.evalCurve.length - 1];
     return {
       ...base,
@@ -358,15 +432,15 @@ async function runOne(options: LossRateOptions, run: RunPlan): Promise<RunRecord
       tokensPerSecond: metrics.tokensPerSecond,
       steps: metrics.trainCurve.length,
       wallSeconds: (Date.now() - started) / 1000,
-      accounting: metrics.accounting,
+      accounting,
+      delivery,
       ...(injected === undefined ? {} : { injected }),
     };
   } catch (err) {
-    const message = (err as Error).message ?? String(err);
     return {
       ...base,
       ok: false,
-      error: message,
+      error: (err as Error).message ?? String(err),
       trainCurve: [],
       evalCurve: [],
       finalTrainLoss: Number.NaN,
@@ -378,8 +452,7 @@ async function runOne(options: LossRateOptions, run: RunPlan): Promise<RunRecord
     };
   } finally {
     clearTimeout(timeout);
-    if (trainer !== undefined) await stop(trainer);
-    if (server !== undefined) await stop(server);
+    for (const c of children.reverse()) await stop(c);
     await lab?.close();
     if (!options.keepRuns) await rm(runDir, { recursive: true, force: true });
   }
@@ -394,6 +467,8 @@ export async function runLossRate(options: LossRateOptions, command: string): Pr
   const plans: RunPlan[] = [];
   for (let seedIndex = 0; seedIndex < options.seeds; seedIndex++) for (const rate of options.rates) plans.push({ rate, seedIndex });
   const records = new Array<RunRecord>(plans.length);
+  const source = await sourceFacts(options.trainData);
+  const ctx: RunContext = { options, source, epochs: epochsNeeded(options, source.samples), order: new StreamOrderCheck() };
   let next = 0;
   let done = 0;
   const worker = async (): Promise<void> => {
@@ -401,7 +476,7 @@ export async function runLossRate(options: LossRateOptions, command: string): Pr
       const i = next++;
       const plan = plans[i]!;
       options.onProgress?.(`[${i + 1}/${plans.length}] rate ${plan.rate} seed ${plan.seedIndex}: started`);
-      const record = await runOne(options, plan);
+      const record = await runOne(ctx, plan);
       records[i] = record;
       done++;
       options.onProgress?.(
@@ -418,7 +493,7 @@ export async function runLossRate(options: LossRateOptions, command: string): Pr
     startedAt,
     finishedAt: new Date().toISOString(),
     host: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${process.platform} ${process.arch}` },
-    parameters,
+    parameters: { ...parameters, pullEpochs: ctx.epochs },
     runs: records,
   };
 }

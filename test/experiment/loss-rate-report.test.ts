@@ -103,7 +103,7 @@ function result(rates: number[], seeds: number, level: (rate: number) => number,
     startedAt: '2026-11-26T08:00:00.000Z',
     finishedAt: '2026-11-26T08:10:00.000Z',
     host: { cpus: 2, cpuModel: 'test CPU <&>', node: 'v20.20.2', platform: 'linux' },
-    parameters: { rates, seeds, steps, where: 'client', fault: 'corrupt', model: 'tiny', evalEvery: 10, dataSeed: 1, seedBase: 1, parallel: 1, trainArgs: [] },
+    parameters: { rates, seeds, steps, where: 'client', fault: 'corrupt', model: 'tiny', evalEvery: 10, loss: 'lossy', dataSeed: 1, evalBatches: 4, pullEpochs: 1, seedBase: 1, parallel: 1, trainArgs: [] },
     runs,
   };
 }

@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULTS, LIMITS, parseLossRateArgs, parseRates } from '../../src/cli/commands/experiment.js';
-import { finalTrainLoss, flattenNumbers, parseReadyLine, promCounterByLabel, readTrainerMetrics } from '../../src/experiment/loss-rate.js';
+import { epochsNeeded, finalTrainLoss, flattenNumbers, parseReadyLine, readTrainerMetrics } from '../../src/experiment/loss-rate.js';
 
 const DATA = ['--data', 'train.ndp', '--eval-data', 'eval.ndp'];
 const BAD = { code: 'NDP_ERR_EXPERIMENT_BAD_OPTION' };
@@ -17,7 +17,10 @@ t.test('defaults', async (t) => {
   t.same(o.rates, DEFAULTS.rates);
   t.equal(o.seeds, 3);
   t.equal(o.steps, 200);
-  t.equal(o.evalEvery, 40, 'steps / 5');
+  t.equal(o.evalEvery, 50, 'steps / 4');
+  t.equal(o.evalBatches, 25);
+  t.equal(o.dataSeed, 1);
+  t.equal(o.loss, 'lossy');
   t.equal(o.where, 'client');
   t.equal(o.fault, 'corrupt');
   t.equal(o.parallel, 1);
@@ -28,7 +31,7 @@ t.test('defaults', async (t) => {
 t.test('options, and arguments after -- go to ndp train', async (t) => {
   const o = parseLossRateArgs([...DATA, '--rates', '0, 0.05,0.2', '--seeds', '2', '--steps', '7', '--where', 'network', '--fault', 'drop', '--parallel', '2', '--', '--batch', '4']);
   t.same(o.rates, [0, 0.05, 0.2]);
-  t.equal(o.evalEvery, 2, 'ceil(7 / 5)');
+  t.equal(o.evalEvery, 2, 'ceil(7 / 4)');
   t.equal(o.where, 'network');
   t.equal(o.fault, 'drop');
   t.same(o.trainArgs, ['--batch', '4']);
@@ -57,8 +60,10 @@ t.test('integer limits are enforced at their edges', async (t) => {
 });
 
 t.test('bad usage has a stable code', async (t) => {
-  t.throws(() => parseLossRateArgs(['--eval-data', 'e.ndp']), BAD, 'no training data');
-  t.throws(() => parseLossRateArgs(['--data', 't.ndp']), BAD, 'no eval data');
+  t.same(parseLossRateArgs([]).trainData, [], 'no data: the demo data is built');
+  t.throws(() => parseLossRateArgs(['--eval-data', 'e.ndp']), BAD, 'held-out split without training data');
+  t.throws(() => parseLossRateArgs(['--data', 't.ndp']), BAD, 'training data without a held-out split');
+  t.throws(() => parseLossRateArgs([...DATA, '--loss', 'maybe']), BAD);
   t.throws(() => parseLossRateArgs([...DATA, '--where', 'moon']), BAD);
   t.throws(() => parseLossRateArgs([...DATA, '--fault', 'flip']), BAD);
   t.throws(() => parseLossRateArgs([...DATA, '--bogus']), BAD, 'unknown option');
@@ -72,18 +77,6 @@ t.test('ready line: ports wherever the server puts them', async (t) => {
   t.equal(parseReadyLine('serving 2 datasets'), undefined, 'not JSON');
   t.equal(parseReadyLine('{"datasets":2}'), undefined, 'JSON without ports');
   t.equal(parseReadyLine('42'), undefined);
-});
-
-t.test('Prometheus counters by label', async (t) => {
-  const text = [
-    '# HELP ndp_injected_total faults injected, by kind',
-    '# TYPE ndp_injected_total counter',
-    'ndp_injected_total{kind="drop"} 12',
-    'ndp_injected_total{kind="corrupt",session="1"} 3',
-    'ndp_injected_total{kind="corrupt",session="2"} 4',
-    'ndp_injected_totally{kind="drop"} 99',
-  ].join('\n');
-  t.same(promCounterByLabel(text, 'ndp_injected_total', 'kind'), { drop: 12, corrupt: 7 });
 });
 
 t.test('trainer metrics: steps, evals, tokens/s and accounting from the output folder', async (t) => {
@@ -111,6 +104,14 @@ t.test('trainer metrics: steps, evals, tokens/s and accounting from the output f
   const withSummary = await readTrainerMetrics(dir);
   t.equal(withSummary.tokensPerSecond, 250, 'the summary figure wins');
   t.same(withSummary.accounting, { 'samples.delivered': 9 });
+});
+
+t.test('epochs to pull: enough rows for every step at the highest rate', async (t) => {
+  // 100 steps × 4 rows = 400 samples (+5%); at 20% loss one epoch of 2000 delivers 1600.
+  t.equal(epochsNeeded({ steps: 100, rates: [0, 0.2], trainArgs: [] }, 2000), 1);
+  t.equal(epochsNeeded({ steps: 1000, rates: [0, 0.2], trainArgs: [] }, 2000), 3, '4200 rows over 1600 per epoch');
+  t.equal(epochsNeeded({ steps: 1000, rates: [0], trainArgs: ['--batch', '8', '--grad-accum', '2'] }, 2000), 9, '16 rows per step');
+  t.equal(epochsNeeded({ steps: 10, rates: [0], trainArgs: ['--batch', 'x'] }, 0), 42, 'a bad --batch falls back to 4; an empty dataset counts as 1');
 });
 
 t.test('final train loss is the mean of the last tenth', async (t) => {

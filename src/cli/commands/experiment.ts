@@ -13,6 +13,7 @@ import { type LossPlace, LOSS_PLACES } from '../../experiment/loss-rate-result.j
 import { DEFAULT_RUN_TIMEOUT_SECONDS, type FaultKind, type LossRateOptions, killLiveChildren, runLossRate } from '../../experiment/loss-rate.js';
 import { REPORT_FILES, writeReport } from '../../experiment/loss-rate-report.js';
 import { NetworkLab } from '../../experiment/network-lab.js';
+import { buildDemoData } from '../../dataset/demo-data.js';
 
 /** Exit code when `--where network` cannot run here (the automake convention for "skipped"). */
 export const EXIT_SKIPPED = 77;
@@ -24,31 +25,37 @@ export const DEFAULTS = {
   where: 'client' as LossPlace,
   fault: 'corrupt' as FaultKind,
   model: 'tiny',
-  dataSeed: 1,
+  loss: 'lossy' as const,
   seedBase: 1,
+  dataSeed: 1,
+  evalBatches: 25,
   parallel: 1,
   out: 'loss-rate-report',
 } as const;
 
 /** Upper bounds that keep a typo from launching a week of runs. */
-export const LIMITS = { rates: 32, seeds: 100, steps: 1_000_000, parallel: 64 } as const;
+export const LIMITS = { rates: 32, seeds: 100, steps: 1_000_000, parallel: 64, evalBatches: 10_000 } as const;
 
 export const usage = `usage: ndp experiment loss-rate [options] [-- extra ndp train arguments]
 
-Trains one LoRA run per (loss rate, seed) over UDP from a real server (each run: an \`ndp serve\`
-and an \`ndp train\` process), with data frames lost at that rate, and writes a report: REPORT.md
+Runs, per (loss rate, seed), the product's own commands: \`ndp serve\` + \`ndp pull\` stream the data
+over UDP through a lossy session with frames lost at that rate, then \`ndp train --data\` trains a
+LoRA on exactly the samples that survived, in arrival order. Writes a report: REPORT.md
 (table: mean ± std over seeds, computed conclusion: does any rate beat 0% beyond seed-to-seed noise,
 by Welch's t-test, Holm-adjusted), loss-vs-step.svg, eval-loss-vs-rate.svg and runs.json (raw).
 
-Every run sees the same data in the same order (same session parameters: shuffle seed, cursor 0,
-lossy). Seed index i sets the model seed (base weights, LoRA init) and the loss injector's seed to
+Every run sees the same stream (a fresh server per run, the same session parameters: shuffle seed,
+cursor 0, epochs), checked: every delivered sample must sit at the same stream position in every run. Seed index i sets the model seed (base weights, LoRA init) and the loss injector's seed to
 seed-base + i; the data order never varies.
 
 options:
   --rates LIST       comma-separated loss rates in [0, 1) (default ${DEFAULTS.rates.join(',')}; at most ${LIMITS.rates})
   --seeds N          seeds per rate (default ${DEFAULTS.seeds}; 1..${LIMITS.seeds}; 1 seed = no test possible)
   --steps N          optimizer steps per run (default ${DEFAULTS.steps}, as the seed's claim)
-  --eval-every N     held-out eval every N steps (default: steps / 5, rounded up)
+  --eval-every N     held-out eval every N steps (default: steps / 4, rounded up; also before
+                     the first step and after the last)
+  --eval-batches K   held-out batches per eval, 4 samples each unless --batch is passed to ndp
+                     train (default ${DEFAULTS.evalBatches})
   --where W          client: the trainer's CRC-Drop (ndp train --crc-drop P);
                      server: the server's injector (ndp serve --inject-corrupt|--inject-drop P);
                      network: nftables on a veth pair between two network namespaces (root only;
@@ -56,9 +63,14 @@ options:
   --fault F          server and network: corrupt (bits flipped, CRC fails: the seed's scenario) or
                      drop (frame lost) (default ${DEFAULTS.fault})
   --model M          ndp train --model (default ${DEFAULTS.model})
-  --data FILE.ndp    training data the server serves (repeatable; required)
-  --eval-data FILE   held-out .ndp split, never trained on (required)
-  --data-seed S      shuffle seed of the session, the same for every run (default ${DEFAULTS.dataSeed})
+  --data FILE.ndp    training data the server serves (repeatable; with --eval-data). Default:
+                     the demo's synthetic pattern task (2000 train samples), built in a temp dir
+  --eval-data FILE   held-out .ndp split, never trained on (default: the demo's 200 held-out
+                     samples of the pattern task)
+  --data-seed S      shuffle seed of every run's session: one data order for all (default ${DEFAULTS.dataSeed})
+  --loss P           session loss policy: lossy (a hit frame's sample is dropped: the seed's
+                     augmentation) or repair (hit frames are resent: loss never reaches training)
+                     (default ${DEFAULTS.loss})
   --seed-base B      model and loss seeds are B + seed index (default ${DEFAULTS.seedBase})
   --parallel N       runs at a time (default ${DEFAULTS.parallel}; 1..${LIMITS.parallel})
   --run-timeout S    seconds before a run is killed and recorded as failed (default ${DEFAULT_RUN_TIMEOUT_SECONDS})
@@ -113,6 +125,8 @@ export function parseLossRateArgs(argv: readonly string[]): Omit<LossRateOptions
         data: { type: 'string', multiple: true },
         'eval-data': { type: 'string' },
         'data-seed': { type: 'string' },
+        'eval-batches': { type: 'string' },
+        loss: { type: 'string' },
         'seed-base': { type: 'string' },
         parallel: { type: 'string' },
         'run-timeout': { type: 'string' },
@@ -128,23 +142,26 @@ export function parseLossRateArgs(argv: readonly string[]): Omit<LossRateOptions
   const v = parsed.values;
   const where = (v.where ?? DEFAULTS.where) as LossPlace;
   if (!LOSS_PLACES.includes(where)) bad(`--where must be one of ${LOSS_PLACES.join(', ')}, got '${v.where}'`);
+  const loss = v.loss ?? DEFAULTS.loss;
+  if (loss !== 'lossy' && loss !== 'repair') bad(`--loss must be lossy or repair, got '${v.loss}'`);
   const fault = (v.fault ?? DEFAULTS.fault) as FaultKind;
   if (fault !== 'corrupt' && fault !== 'drop') bad(`--fault must be corrupt or drop, got '${v.fault}'`);
   const rates = v.rates === undefined ? [...DEFAULTS.rates] : parseRates(v.rates);
   const steps = integer('steps', v.steps, DEFAULTS.steps, 1, LIMITS.steps);
-  if (v.data === undefined || v.data.length === 0) bad('--data FILE.ndp is required (the training split the server serves)');
-  if (v['eval-data'] === undefined) bad('--eval-data FILE.ndp is required (the held-out split)');
+  if ((v.data === undefined) !== (v['eval-data'] === undefined)) bad('--data and --eval-data go together (a training split and its held-out split)');
   return {
     rates,
     seeds: integer('seeds', v.seeds, DEFAULTS.seeds, 1, LIMITS.seeds),
     steps,
-    evalEvery: integer('eval-every', v['eval-every'], Math.ceil(steps / 5), 1, steps),
+    evalEvery: integer('eval-every', v['eval-every'], Math.ceil(steps / 4), 1, steps),
+    evalBatches: integer('eval-batches', v['eval-batches'], DEFAULTS.evalBatches, 1, LIMITS.evalBatches),
+    dataSeed: integer('data-seed', v['data-seed'], DEFAULTS.dataSeed, 0, 0xffffffff),
     where,
     fault,
     model: v.model ?? DEFAULTS.model,
-    trainData: v.data.map((p) => resolve(p)),
-    evalData: resolve(v['eval-data']),
-    dataSeed: integer('data-seed', v['data-seed'], DEFAULTS.dataSeed, 0, 0xffffffff),
+    trainData: (v.data ?? []).map((p) => resolve(p)),
+    evalData: v['eval-data'] === undefined ? '' : resolve(v['eval-data']),
+    loss,
     seedBase: integer('seed-base', v['seed-base'], DEFAULTS.seedBase, 0, 0xffffffff - LIMITS.seeds),
     parallel: integer('parallel', v.parallel, DEFAULTS.parallel, 1, LIMITS.parallel),
     runTimeoutSeconds: integer('run-timeout', v['run-timeout'], DEFAULT_RUN_TIMEOUT_SECONDS, 1, 7 * 24 * 3600),
@@ -179,7 +196,14 @@ async function lossRate(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   const scratch = await mkdtemp(join(tmpdir(), 'ndp-experiment-'));
   try {
-    const result = await runLossRate({ ...options, onProgress: (line) => process.stderr.write(`${line}\n`) }, shellLine(argv));
+    let data = { trainData: options.trainData, evalData: options.evalData };
+    if (data.trainData.length === 0) {
+      // The pattern task only: its held-out loss moves within a few hundred steps of the tiny model.
+      const demo = await buildDemoData(scratch, { codeFiles: 0 });
+      process.stderr.write(`ndp experiment: demo data: ${demo.trainSamples} train / ${demo.evalSamples} held-out samples of the pattern task\n`);
+      data = { trainData: [demo.train], evalData: demo.eval };
+    }
+    const result = await runLossRate({ ...options, ...data, onProgress: (line) => process.stderr.write(`${line}\n`) }, shellLine(argv));
     await writeReport(options.out, result);
     const analysis = analyze(result);
     process.stdout.write(`${analysis.conclusion}\n${analysis.powerNote}\nreport: ${join(options.out, REPORT_FILES.report)}\n`);
