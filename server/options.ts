@@ -69,8 +69,13 @@ export interface ServerOptions {
   readonly cookieLifetimeMs: number;
   /** UDP SO_RCVBUF requested. Defaults to 8 MiB. */
   readonly recvBufferBytes: number;
-  /** Sample bodies read ahead per session. Defaults to 16. */
+  /**
+   * Samples read ahead per session: reads overlap so file latency does not pace the stream.
+   * Defaults to 256 (bench/server-throughput.ts: 16 held one trainer to ~10k samples/s).
+   */
   readonly readAhead: number;
+  /** Bytes of frames produced ahead of sending per session. Defaults to 4 MiB. */
+  readonly readAheadBytes: number;
   /** Optional packet-capture tap, called for every datagram and message. */
   readonly tap: CaptureTap | undefined;
 }
@@ -102,7 +107,8 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = Object.freeze({
   ticketTtlMs: 30_000,
   cookieLifetimeMs: 30_000,
   recvBufferBytes: 8 * MiB,
-  readAhead: 16,
+  readAhead: 256,
+  readAheadBytes: 4 * MiB,
   tap: undefined,
 });
 

@@ -55,6 +55,8 @@ const CLOSE_CODES: Record<string, number> = { complete: 1000, done: 1000, client
 
 interface ReadyFrame {
   readonly seq: number;
+  /** Bytes of the frame as produced (before routing), for the read-ahead budget. */
+  readonly size: number;
   /** null: a routing rule dropped it. */
   readonly frame: Uint8Array | null;
   /** Set on the last fragment of its sample. */
@@ -110,6 +112,8 @@ export class Session {
   private spans: SampleSpan[] = [];
   private spansHead = 0;
   private samplesAhead = 0;
+  /** Bytes of produced frames not yet through their first transmission. */
+  private readyBytes = 0;
   private nextSeq = 0;
   /** Every seq below this had its first transmission (or was routed away / injected away). */
   private sentSeq = 0;
@@ -297,7 +301,7 @@ export class Session {
 
   /** Starts reads of upcoming samples up to the read-ahead. */
   private fill(): void {
-    while (this.samplesAhead < this.init.options.readAhead && this.upcoming !== undefined && this.state !== 'closed') {
+    while (this.samplesAhead < this.init.options.readAhead && this.readyBytes < this.init.options.readAheadBytes && this.upcoming !== undefined && this.state !== 'closed') {
       const planned = this.upcoming;
       this.advanceUpcoming();
       const read: PendingRead = { planned };
@@ -353,7 +357,9 @@ export class Session {
         this.init.metrics.routed.inc({ action: 'capture' });
         this.init.captureSink?.(frame);
       }
-      this.ready.push(i === count - 1 ? { seq: firstSeq + i, frame, sample: spanInfo } : { seq: firstSeq + i, frame });
+      const size = segmented.frames[i]!.length;
+      this.readyBytes += size;
+      this.ready.push(i === count - 1 ? { seq: firstSeq + i, size, frame, sample: spanInfo } : { seq: firstSeq + i, size, frame });
     }
     this.spans.push({ firstSeq, lastSeq, epoch: planned.epoch, position: planned.position });
   }
@@ -369,7 +375,7 @@ export class Session {
     } finally {
       this.pumping = false;
     }
-    if (this.samplesAhead < this.init.options.readAhead && this.state === 'open') this.fill();
+    if (this.samplesAhead < this.init.options.readAhead && this.readyBytes < this.init.options.readAheadBytes && this.state === 'open') this.fill();
   }
 
   private pumpLoop(link: SessionLink): void {
@@ -445,6 +451,7 @@ export class Session {
     }
     this.stalled = false;
     this.sentSeq = item.seq + 1;
+    this.readyBytes -= item.size;
     if (item.frame === null) {
       this.rtx?.hold(item.seq, ROUTED);
       this.counters.routedDrop++;

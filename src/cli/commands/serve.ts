@@ -163,6 +163,8 @@ export async function run(argv: string[]): Promise<number> {
     await Promise.all(sources.map((s) => s.close()));
     throw err;
   }
+  // Whoever started us may stop reading our output (a closed pipe): that must not kill the server.
+  process.stdout.on('error', () => undefined);
   const server = new DataServer(sources, parsed.options);
   const ports = await server.start();
   process.stdout.write(
