@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { InputRecord } from './input-reader.js';
-import { processRecord, templateRenderer, type RecordResult } from './record-processor.js';
+import { processRecords, templateRenderer, type RecordResult } from './record-processor.js';
 import type { TokenizeOptions } from './tokenize-record.js';
 import { loadTokenizer, type TokenizerEngine } from './tokenizer.js';
 
@@ -26,8 +26,7 @@ try {
   const renderer = templateRenderer(tokenizer);
   port.on('message', (message: { type: 'batch'; seq: number; records: WorkerRecord[] }) => {
     void (async () => {
-      const results: RecordResult[] = [];
-      for (const record of message.records) results.push(await processRecord(record, tokenizer, renderer, data.tokenize));
+      const results: RecordResult[] = await processRecords(message.records, tokenizer, renderer, data.tokenize);
       const transfer: ArrayBuffer[] = [];
       for (const r of results) if (r.ok) for (const s of r.samples) transfer.push(s.tokens.buffer as ArrayBuffer, s.lossMask.buffer as ArrayBuffer);
       port.postMessage({ type: 'result', seq: message.seq, results }, transfer);

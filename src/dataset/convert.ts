@@ -14,7 +14,7 @@ import type { ConvertWorkerData, WorkerRecord } from './convert-worker.js';
 import { inputBytes, readInputs, type InputOptions } from './input-reader.js';
 import { NdpFileWriter } from './ndp-file-writer.js';
 import type { TokenizerIdentity } from './ndp-file-format.js';
-import { processRecord, templateRenderer, type RecordResult } from './record-processor.js';
+import { processRecords, templateRenderer, type RecordResult } from './record-processor.js';
 import type { TokenizeOptions } from './tokenize-record.js';
 import { EMBEDDED_TOKENIZER, loadTokenizer, type TokenizerEngine } from './tokenizer.js';
 
@@ -235,9 +235,7 @@ export async function convertToNdp(inputs: readonly string[], out: string, optio
   const submit = async (batch: Batch): Promise<void> => {
     batches.set(batch.seq, batch);
     if (pool === undefined) {
-      const results: RecordResult[] = [];
-      for (const record of batch.records) results.push(await processRecord(record, tokenizer, renderer, tokenize));
-      pending.set(batch.seq, Promise.resolve(results));
+      pending.set(batch.seq, processRecords(batch.records, tokenizer, renderer, tokenize));
       await drainOne();
       return;
     }

@@ -35,9 +35,23 @@ export interface TokenizedRecord {
  * NDP_ERR_SAMPLE_OVERFLOW (longer than maxTokens under 'drop').
  */
 export async function tokenizeRecord(record: ParsedRecord, tokenizer: TextTokenizer, options: TokenizeOptions = {}): Promise<TokenizedRecord> {
+  const texts = recordTexts(record);
+  return assembleRecord(record, await tokenizer.encodeBatch(texts), tokenizer.eosTokenId, options);
+}
+
+/** The texts of a record's pieces that `assembleRecord` expects ids for, in order (empty pieces left out). */
+export function recordTexts(record: ParsedRecord): string[] {
+  return record.pieces.filter((p) => p.text !== '').map((p) => p.text);
+}
+
+/**
+ * Builds a record's samples from the ids of `recordTexts(record)`: lets a caller encode the pieces
+ * of many records in one `encodeBatch` call. Errors as tokenizeRecord.
+ */
+export function assembleRecord(record: ParsedRecord, ids: readonly Int32Array[], eosTokenId: number | undefined, options: TokenizeOptions = {}): TokenizedRecord {
   const pieces = record.pieces.filter((p) => p.text !== '');
-  const ids = await tokenizer.encodeBatch(pieces.map((p) => p.text));
-  const eos = record.appendEos && tokenizer.eosTokenId !== undefined ? 1 : 0;
+  if (ids.length !== pieces.length) throw new RangeError(`${ids.length} id arrays for ${pieces.length} pieces`);
+  const eos = record.appendEos && eosTokenId !== undefined ? 1 : 0;
   let total = eos;
   for (const piece of ids) total += piece.length;
   const tokens = new Int32Array(total);
@@ -49,7 +63,7 @@ export async function tokenizeRecord(record: ParsedRecord, tokenizer: TextTokeni
     at += piece.length;
   }
   if (eos) {
-    tokens[at] = tokenizer.eosTokenId!;
+    tokens[at] = eosTokenId!;
     lossMask[at] = 1;
   }
   const src = options.src ?? record.src;
