@@ -57,5 +57,9 @@ export function openPcapTap(values: PcapFlagValues): PcapWriter | undefined {
     }
     return undefined;
   }
-  return new PcapWriter(values.pcap, pcapWriterOptions(values));
+  // The capture goes on without the endpoint noticing; the user is told once that it stopped growing.
+  const onLimitReached = (writer: PcapWriter): void => {
+    process.stderr.write(`ndp: --pcap ${writer.path} reached its size limit: later packets are not captured (use --pcap-max-bytes or --pcap-rotate)\n`);
+  };
+  return new PcapWriter(values.pcap, { ...pcapWriterOptions(values), onLimitReached });
 }

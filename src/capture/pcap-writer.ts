@@ -42,6 +42,8 @@ export interface PcapWriterOptions {
   readonly bufferBytes?: number;
   /** Longest time a packet waits in memory, in milliseconds. Defaults to 1000. */
   readonly flushIntervalMs?: number;
+  /** Called once, when the first packet is left out at the size limit ('stop'). Defaults to none. */
+  readonly onLimitReached?: ((writer: PcapWriter) => void) | undefined;
 }
 
 export interface PcapWriterStats {
@@ -59,7 +61,15 @@ export interface PcapWriterStats {
   files: number;
 }
 
-const DEFAULTS = { maxBytes: 1 << 30, onLimit: 'stop' as PcapLimitAction, maxFiles: 10, snaplen: MAX_SNAPLEN, bufferBytes: 1 << 20, flushIntervalMs: 1000 };
+const DEFAULTS = {
+  maxBytes: 1 << 30,
+  onLimit: 'stop' as PcapLimitAction,
+  maxFiles: 10,
+  snaplen: MAX_SNAPLEN,
+  bufferBytes: 1 << 20,
+  flushIntervalMs: 1000,
+  onLimitReached: undefined as ((writer: PcapWriter) => void) | undefined,
+};
 
 function checkInteger(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
   if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer ${min}..${max}, got ${value}`);
@@ -206,7 +216,7 @@ export class PcapWriter implements CaptureTap {
     const recordBytes = PCAP_RECORD_HEADER_BYTES + kept;
     if (this.fileBytes + recordBytes > this.options.maxBytes) {
       if (this.options.onLimit === 'stop' || this.rotating || PCAP_GLOBAL_HEADER_BYTES + recordBytes > this.options.maxBytes) {
-        this.stats.droppedAtLimit++;
+        if (this.stats.droppedAtLimit++ === 0) this.options.onLimitReached?.(this);
         return;
       }
       this.rotate();

@@ -85,9 +85,11 @@ t.test('maxBytes with stop: the file ends at the limit exactly, later packets ar
   const file = path();
   const record = PCAP_RECORD_HEADER_BYTES + 20 + 8 + frame(10).length;
   const maxBytes = PCAP_GLOBAL_HEADER_BYTES + 3 * record;
-  const w = new PcapWriter(file, { maxBytes });
+  let told = 0;
+  const w = new PcapWriter(file, { maxBytes, onLimitReached: () => told++ });
   for (let i = 0; i < 5; i++) w.udp(A, B, frame(10));
   w.close();
+  t.equal(told, 1, 'onLimitReached is called once');
   t.equal(statSync(file).size, maxBytes, 'three records fill the file to the byte');
   t.match(w.stats, { packets: 3, droppedAtLimit: 2, files: 1, bytes: maxBytes });
   const file2 = path();

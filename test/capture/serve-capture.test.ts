@@ -5,7 +5,7 @@
  * tshark with the dissector must agree with `ndp inspect` on the server's file.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { connect } from '../../client/client.js';
@@ -57,7 +57,9 @@ t.test('ndp serve --pcap and a tapped client: captures agree with both endpoints
       const session = summary.sessions[0]!;
       t.equal(session.distinctSeqs, s.frames.used, 'distinct good seqs = frames used');
       t.equal(session.missingSeqs, 0, 'no gap left in the capture');
-      t.equal(session.retransmissions, s.frames.repaired, 'retransmissions = gaps repaired');
+      t.equal(session.repeatedSeqs, s.frames.dropped.duplicate, 'repeated seqs = the client’s duplicate drops');
+      // Loopback never duplicates a datagram: every duplicate is a retransmission that came after the gap was filled.
+      t.equal(session.retransmissions, s.frames.repaired + s.frames.dropped.duplicate, 'retransmissions = gaps repaired + duplicate retransmissions');
       t.equal(fromServer.filter((r) => r.segment !== undefined || !r.frame.crcOk).length, s.frames.used + s.frames.dropped.crc + s.frames.dropped.duplicate, 'data frames received');
       t.equal(records.filter((r) => r.kind === 'malformed').length, 0);
     });
@@ -99,14 +101,20 @@ t.test('ndp pull --pcap (a child process): its capture agrees with its own --sta
     const url = `${kind}://127.0.0.1:${kind === 'udp' ? server.udp : server.ws}`;
     const pull = spawnSync(process.execPath, [CLI, 'pull', '--server', url, '--pcap', pcap, '--pcap-snaplen', '64k', '--stats', statsFile, '--out', join(dir, 'samples.jsonl'), '--quiet'], { encoding: 'utf8' });
     t.equal(pull.status, 0, `ndp pull over ${kind} exits 0 ${pull.stderr}`);
-    const stats = JSON.parse(readFileSync(statsFile, 'utf8')) as { frames: { used: number; repaired: number; dropped: { crc: number } }; samples: { delivered: number } };
+    const stats = JSON.parse(readFileSync(statsFile, 'utf8')) as { frames: { used: number; repaired: number; dropped: { crc: number; duplicate: number } }; samples: { delivered: number } };
     const { summary } = inspect(pcap);
     t.equal(summary.crcFailures, stats.frames.dropped.crc, `${kind}: CRC failures = --stats frames.dropped.crc`);
     t.ok(stats.frames.dropped.crc > 0, 'corruption happened');
     t.equal(summary.samplesReassembled, stats.samples.delivered, `${kind}: samples`);
     t.equal(summary.sessions[0]?.distinctSeqs, stats.frames.used, `${kind}: frames used`);
-    t.equal(summary.sessions[0]?.retransmissions, stats.frames.repaired, `${kind}: repaired`);
+    t.equal(summary.sessions[0]?.retransmissions, stats.frames.repaired + stats.frames.dropped.duplicate, `${kind}: retransmissions = repaired + duplicate retransmissions`);
+    t.equal(summary.sessions[0]?.repeatedSeqs, stats.frames.dropped.duplicate, `${kind}: repeated seqs = duplicates`);
   }
+  const small = join(dir, 'small.pcap');
+  const limited = spawnSync(process.execPath, [CLI, 'pull', '--server', `udp://127.0.0.1:${server.udp}`, '--pcap', small, '--pcap-max-bytes', '2k', '--out', join(dir, 'small.jsonl'), '--quiet'], { encoding: 'utf8' });
+  t.equal(limited.status, 0, 'a full capture does not stop the endpoint');
+  t.match(limited.stderr, /reached its size limit/, 'the user is told once');
+  t.ok(statSync(small).size <= 2048, `the capture stays within --pcap-max-bytes (${statSync(small).size} bytes)`);
   const bad = spawnSync(process.execPath, [CLI, 'pull', '--server', `udp://127.0.0.1:${server.udp}`, '--pcap-snaplen', '100'], { encoding: 'utf8' });
   t.equal(bad.status, 2, '--pcap-snaplen without --pcap is refused');
   t.match(bad.stderr, /need --pcap FILE/);
