@@ -355,13 +355,21 @@ export class NdpFile implements SampleSource {
   /** Where sample `index` lies in the file and how many tokens it holds. */
   async entry(index: number): Promise<IndexEntry> {
     this.checkIndex(index);
+    const known = this.knownEntry(index);
+    if (known !== undefined) return known;
+    const block = await this.indexBlock(Math.floor(index / INDEX_BLOCK_ENTRIES));
+    return readIndexEntry(block, (index % INDEX_BLOCK_ENTRIES) * INDEX_ENTRY_BYTES);
+  }
+
+  /** The entry when it needs no read (legacy index in memory, or its index block cached): streaming skips an await per sample. */
+  private knownEntry(index: number): IndexEntry | undefined {
     const { legacyOffsets, legacyLengths } = this.layout;
     if (legacyOffsets !== undefined && legacyLengths !== undefined) {
       const length = legacyLengths[index]!;
       return { offset: legacyOffsets[index]!, length, tokens: (length - FRAME_OVERHEAD) / 4 };
     }
-    const block = await this.indexBlock(Math.floor(index / INDEX_BLOCK_ENTRIES));
-    return readIndexEntry(block, (index % INDEX_BLOCK_ENTRIES) * INDEX_ENTRY_BYTES);
+    const block = this.indexBlocks.get(Math.floor(index / INDEX_BLOCK_ENTRIES));
+    return block === undefined ? undefined : readIndexEntry(block, (index % INDEX_BLOCK_ENTRIES) * INDEX_ENTRY_BYTES);
   }
 
   /** Token counts of samples [from, to), from the index alone (no sample is read). */
@@ -440,7 +448,7 @@ export class NdpFile implements SampleSource {
     let chunk: Buffer = Buffer.alloc(0);
     let chunkStart = 0;
     for (let i = from; i < to; i++) {
-      const entry = await this.entry(i);
+      const entry = this.knownEntry(i) ?? (await this.entry(i));
       if (entry.offset < chunkStart || entry.offset + entry.length > chunkStart + chunk.length) {
         const last = to < this.sampleCount ? (await this.entry(to)).offset : this.legacy ? this.fileSize : this.layout.header!.indexOffset;
         chunkStart = entry.offset;
