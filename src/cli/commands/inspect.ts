@@ -13,7 +13,7 @@ import { loadTokenizer, type TextTokenizer } from '../../dataset/tokenizer.js';
 import { codeName } from '../../protocol/registry.js';
 
 export const usage = `usage: ndp inspect FILE.ndp|FILE.qubgpu [options]
-       ndp inspect FILE.pcap|FILE.pcapng [options]   (packet captures: see ndp inspect x.pcap --help)
+       ndp inspect FILE.pcap|FILE.pcapng [options]   (packet captures: src/capture/inspect-pcap.ts; README 'Debugging with packet captures')
 
 Summarizes a sample file: header, tokenizer, counts, token-length histogram, CRC status of every
 sample (reads the whole file once). A legacy .qubgpu file (v1 frames, no header) is indexed by
