@@ -1,10 +1,14 @@
 /**
  * The computed verdict of a loss-rate experiment: per rate, mean ± std over seeds; per non-zero rate,
- * Welch's two-sided t-test against the 0% baseline, Holm-adjusted over all rates compared; and a
+ * a two-sided paired t-test against the 0% baseline, Holm-adjusted over all rates compared; and a
  * conclusion sentence that follows from those numbers only.
+ *
+ * Why paired: runs with the same seed index share the model initialisation and the data stream and
+ * differ only in the loss, so comparing them seed by seed cancels the (large) variance between
+ * initialisations. Welch's unpaired test is reported alongside as a cross-check.
  */
 import type { ExperimentResult, RunRecord } from './loss-rate-result.js';
-import { type Summary, type WelchResult, holmAdjust, summarize, welchTTest } from './statistics.js';
+import { type Summary, type TTestResult, holmAdjust, pairedTTest, summarize, welchTTest } from './statistics.js';
 
 /** Family-wise significance level of the conclusion. */
 export const ALPHA = 0.05;
@@ -28,14 +32,23 @@ export interface RateSummary {
   /** Sums over runs of the trainer's accounting (dotted keys). */
   readonly accounting: Readonly<Record<string, number>>;
   readonly injected: { readonly seen: number; readonly dropped: number; readonly corrupted: number };
+  /** Samples the stream delivered to training, over seeds. */
+  readonly delivered: Summary;
+  /** Deliveries at a stream position that held another sample in another run (0 = one shared order), and deliveries checked. */
+  readonly orderMismatches: number;
+  readonly orderChecked: number;
 }
 
 export interface Comparison {
   readonly rate: number;
   readonly metric: Metric;
-  /** undefined when the test cannot be computed (fewer than 2 seeds, or no spread). */
-  readonly test: WelchResult | undefined;
-  /** Holm-adjusted p-value over the rates compared for this metric. */
+  /** The paired t-test over seed indices; undefined when it cannot be computed (fewer than 2 pairs, or no spread). */
+  readonly test: TTestResult | undefined;
+  /** Welch's unpaired t-test, the cross-check. */
+  readonly welch: TTestResult | undefined;
+  /** Seed indices with a finished run at both this rate and 0%. */
+  readonly pairs: number;
+  /** Holm-adjusted p-value of the paired test over the rates compared for this metric. */
   readonly adjustedP: number;
   /** Lower loss than 0% with adjusted p < ALPHA. */
   readonly better: boolean;
@@ -78,6 +91,9 @@ function summarizeRate(rate: number, runs: readonly RunRecord[]): RateSummary {
       dropped: ok.reduce((s, r) => s + (r.injected?.dropped ?? 0), 0),
       corrupted: ok.reduce((s, r) => s + (r.injected?.corrupted ?? 0), 0),
     },
+    delivered: summarize(ok.flatMap((r) => (r.delivery === undefined ? [] : [r.delivery.samples]))),
+    orderMismatches: ok.reduce((s, r) => s + (r.delivery?.orderMismatches ?? 0), 0),
+    orderChecked: ok.reduce((s, r) => s + (r.delivery?.orderChecked ?? 0), 0),
   };
 }
 
@@ -85,17 +101,44 @@ function values(runs: readonly RunRecord[], rate: number, metric: Metric): numbe
   return runs.filter((r) => r.ok && r.rate === rate).map((r) => r[metric]).filter(Number.isFinite);
 }
 
+/** The metric at `rate` and at 0% for every seed index where both runs finished. */
+function pairs(runs: readonly RunRecord[], rate: number, metric: Metric): { at: number[]; baseline: number[] } {
+  const value = (r: number, seed: number): number | undefined => {
+    const run = runs.find((x) => x.ok && x.rate === r && x.seedIndex === seed);
+    return run !== undefined && Number.isFinite(run[metric]) ? run[metric] : undefined;
+  };
+  const at: number[] = [];
+  const baseline: number[] = [];
+  for (const seed of new Set(runs.map((r) => r.seedIndex))) {
+    const a = value(rate, seed);
+    const b = value(0, seed);
+    if (a === undefined || b === undefined) continue;
+    at.push(a);
+    baseline.push(b);
+  }
+  return { at, baseline };
+}
+
 function compare(result: ExperimentResult, metric: Metric): Comparison[] {
-  const baseline = values(result.runs, 0, metric);
   const others = result.parameters.rates.filter((r) => r !== 0);
-  const tests = others.map((rate) => welchTTest(values(result.runs, rate, metric), baseline));
+  const paired = others.map((rate) => pairs(result.runs, rate, metric));
+  const tests = paired.map((p) => pairedTTest(p.at, p.baseline));
   // Untestable comparisons take p = 1 in the family: they can never be called significant.
   const adjusted = holmAdjust(tests.map((t) => t?.pValue ?? 1));
   return others.map((rate, i) => {
     const test = tests[i];
     const adjustedP = adjusted[i] ?? 1;
     const significant = test !== undefined && adjustedP < ALPHA;
-    return { rate, metric, test, adjustedP, better: significant && test.difference < 0, worse: significant && test.difference > 0 };
+    return {
+      rate,
+      metric,
+      test,
+      welch: welchTTest(values(result.runs, rate, metric), values(result.runs, 0, metric)),
+      pairs: paired[i]!.at.length,
+      adjustedP,
+      better: significant && test.difference < 0,
+      worse: significant && test.difference > 0,
+    };
   });
 }
 
@@ -115,7 +158,7 @@ export function analyze(result: ExperimentResult): Analysis {
   } else if (evalComparisons.length === 0) {
     conclusion = 'Only the 0% baseline was run: nothing to compare.';
   } else if (evalComparisons.every((c) => c.test === undefined)) {
-    conclusion = `No test possible: a comparison needs at least 2 finished seeds per rate with some spread (here ${seeds}). No claim either way.`;
+    conclusion = `No test possible: a comparison needs at least 2 seeds finished at both the rate and 0%, with some spread in their differences (here ${seeds} seed${seeds === 1 ? '' : 's'}). No claim either way.`;
   } else {
     const better = evalComparisons.filter((c) => c.better);
     const worse = evalComparisons.filter((c) => c.worse);
@@ -125,7 +168,7 @@ export function analyze(result: ExperimentResult): Analysis {
         : 'No: no loss rate gave a lower held-out eval loss than 0% beyond seed-to-seed noise.';
     const harm = worse.length > 0 ? ` ${worse.map((c) => pct(c.rate)).join(', ')} gave a significantly higher eval loss than 0%.` : '';
     conclusion =
-      `${verdict}${harm} (Welch's unequal-variance t-test, two-sided, each rate vs 0%, Holm-adjusted over ` +
+      `${verdict}${harm} (paired t-test over seeds, two-sided, each rate vs 0%, Holm-adjusted over ` +
       `${evalComparisons.length} comparison${evalComparisons.length === 1 ? '' : 's'}, α = ${ALPHA}; ${evalComparisons.map(testTable).join('; ')}.)`;
   }
   const widths = evalComparisons.filter((c) => c.test !== undefined).map((c) => (c.test!.ci[1] - c.test!.ci[0]) / 2);

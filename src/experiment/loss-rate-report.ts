@@ -84,17 +84,18 @@ function accountingColumns(rates: readonly RateSummary[]): string[] {
 function table(result: ExperimentResult, analysis: Analysis): string {
   const cmp = new Map(analysis.comparisons.filter((c) => c.metric === 'finalEvalLoss').map((c) => [c.rate, c]));
   const lines = [
-    '| rate | runs | held-out eval loss | Δ eval vs 0% [95% CI] | Holm p | final train loss | tokens/s | injected: seen / dropped / corrupted | realized rate |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| rate | runs | held-out eval loss | Δ eval vs 0%, paired [95% CI] | Holm p | Welch p | final train loss | train tokens/s | samples delivered | injected: seen / dropped / corrupted | realized rate |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of analysis.rates) {
     const c = cmp.get(r.rate);
     const delta =
       c?.test === undefined ? (r.rate === 0 ? 'baseline' : 'n/a') : `${c.test.difference >= 0 ? '+' : ''}${c.test.difference.toFixed(4)} [${c.test.ci[0].toFixed(4)}, ${c.test.ci[1].toFixed(4)}]`;
     const p = c === undefined || c.test === undefined ? '' : `${c.adjustedP.toPrecision(3)}${c.better || c.worse ? ' *' : ''}`;
+    const welch = c?.welch === undefined ? '' : c.welch.pValue.toPrecision(3);
     const injected = r.injected.seen > 0 || r.injected.dropped > 0 || r.injected.corrupted > 0 ? `${r.injected.seen} / ${r.injected.dropped} / ${r.injected.corrupted}` : '0';
     lines.push(
-      `| ${pct(r.rate)} | ${r.runs}${r.failed > 0 ? ` (+${r.failed} failed)` : ''} | ${meanStd(r.evalLoss)} | ${delta} | ${p} | ${meanStd(r.trainLoss)} | ${meanStd(r.tokensPerSecond, 0)} | ${injected} | ${Number.isNaN(r.realizedRate) ? '—' : pct(Number(r.realizedRate.toFixed(6)))} |`,
+      `| ${pct(r.rate)} | ${r.runs}${r.failed > 0 ? ` (+${r.failed} failed)` : ''} | ${meanStd(r.evalLoss)} | ${delta} | ${p} | ${welch} | ${meanStd(r.trainLoss)} | ${meanStd(r.tokensPerSecond, 0)} | ${meanStd(r.delivered, 0)} | ${injected} | ${Number.isNaN(r.realizedRate) ? '—' : pct(Number(r.realizedRate.toFixed(6)))} |`,
     );
   }
   return lines.join('\n');
@@ -102,7 +103,7 @@ function table(result: ExperimentResult, analysis: Analysis): string {
 
 function accountingTable(analysis: Analysis): string {
   const columns = accountingColumns(analysis.rates);
-  if (columns.length === 0) return 'The trainers reported no drops of any kind.';
+  if (columns.length === 0) return 'The clients reported no drops of any kind.';
   return [
     `| rate | ${columns.join(' | ')} |`,
     `| ---: | ${columns.map(() => '---:').join(' | ')} |`,
@@ -122,15 +123,24 @@ function runsTable(runs: readonly RunRecord[]): string {
 }
 
 function whereText(p: ExperimentResult['parameters']): string {
-  if (p.where === 'client') return "the trainer's CRC-Drop augmentation (`ndp train --crc-drop P`): a seeded fraction P of good data frames is treated as if its CRC had failed";
+  if (p.where === 'client') return "the client's CRC-Drop augmentation (`ndp pull --crc-drop P --crc-drop-seed S`, the seed's `crc_drop_rate`): a seeded fraction P of good data frames is treated as if its CRC had failed";
   if (p.where === 'server') {
     return p.fault === 'corrupt'
-      ? "the server's fault injector (`ndp serve --inject-corrupt P`): a seeded fraction P of data frames is sent with one bit flipped, so the trainer drops it on its CRC"
+      ? "the server's fault injector (`ndp serve --inject-corrupt P`): a seeded fraction P of data frames is sent with one bit flipped, so the client drops it on its CRC"
       : "the server's fault injector (`ndp serve --inject-drop P`): a seeded fraction P of data frames is not sent";
   }
   return p.fault === 'corrupt'
     ? 'nftables on a veth pair between two network namespaces (`numgen random mod 10000 < P·10000`, then `@th,112,8 set 0xff` on SEGMENT datagrams from the server): a fraction P of data frames arrives with a broken CRC'
     : 'nftables on a veth pair between two network namespaces (`numgen random mod 10000 < P·10000 drop` on SEGMENT datagrams from the server): a fraction P of data frames is lost on the wire';
+}
+
+function orderCheck(analysis: Analysis): string {
+  const checked = analysis.rates.reduce((s, r) => s + r.orderChecked, 0);
+  const mismatches = analysis.rates.reduce((s, r) => s + r.orderMismatches, 0);
+  if (checked === 0) return 'no deliveries recorded';
+  return mismatches === 0
+    ? `all ${checked} deliveries of all runs sat at the stream position that held the same dataset sample in every other run`
+    : `${mismatches} of ${checked} deliveries sat at a stream position that held another sample in another run: the runs did NOT share one order`;
 }
 
 export function renderReport(result: ExperimentResult, analysis: Analysis = analyze(result)): string {
@@ -158,9 +168,11 @@ ${analysis.powerNote}
 ## Results
 Mean ± sample std over seeds. Held-out eval loss: mean cross-entropy on the eval split (never trained on)
 after step ${p.steps}. Final train loss: mean training loss over the last ${Math.max(1, Math.ceil(p.steps / 10))} steps.
-Δ: mean eval loss at that rate minus at 0%, with the 95% Welch confidence interval; Holm p: two-sided
-Welch p-value, Holm-adjusted over the rates compared (\`*\` = below α = ${ALPHA}). Injected counts are the
-injector's own exact counters, summed over seeds; realized rate = (dropped + corrupted) / seen.
+Δ: mean over seeds of (eval loss at that rate − eval loss at 0% with the same seed), with its 95%
+confidence interval; Holm p: two-sided paired t-test p-value, Holm-adjusted over the rates compared
+(\`*\` = below α = ${ALPHA}); Welch p: the unpaired Welch test, unadjusted, as a cross-check. Train
+tokens/s: \`ndp train\`'s own figure (training only; the stream is a separate stage). Injected counts are
+the injector's own exact counters, summed over seeds; realized rate = (dropped + corrupted) / seen.
 
 ${table(result, analysis)}
 
@@ -168,7 +180,7 @@ ${table(result, analysis)}
 
 ![eval loss vs rate](${REPORT_FILES.evalVsRate})
 
-### Drop accounting (trainer side, summed over seeds)
+### Drop accounting (client side, \`ndp pull --stats\`, summed over seeds)
 ${accountingTable(analysis)}
 
 ### Every run
@@ -176,15 +188,18 @@ ${runsTable(result.runs)}
 
 ## Setup
 - Loss injected by ${whereText(p)}.
-- Every run sees the same data in the same order: each run starts a fresh server on the same files
-  and \`ndp train\` opens its session with the same parameters (the server's default shuffle seed 0,
-  cursor 0, one rank), so runs differ only in the loss and the seed.
+- Each run is two stages of the product's own commands: \`ndp serve\` + \`ndp pull\` stream the data
+  over UDP on loopback${p.where === 'network' ? ' (here: across the namespace lab\'s veth pair)' : ''} and record exactly the samples that
+  survived, in arrival order, with the client's accounting; then \`ndp train --data\` trains on them in
+  that order and evaluates on the held-out split (never streamed, never trained on).
+- Every run sees the same stream: a fresh server on the same files and the same session parameters
+  (shuffle seed ${p.dataSeed}, cursor 0, one rank, ${p.pullEpochs} epoch${p.pullEpochs === 1 ? '' : 's'}). Checked: ${orderCheck(analysis)}.
 - What "seed" varies: seed index i gives model seed ${p.seedBase} + i (the base weights and the LoRA
   initialisation) and loss seed ${p.seedBase} + i (which frames the injector hits). The data order does not vary.
 - ${p.loss === 'lossy'
     ? 'The session is `lossy`: a frame hit by the injector is never resent, so its sample is dropped whole, as the seed\'s augmentation did. With a fixed number of steps, runs with loss read further into the stream to fill their batches.'
     : 'The session is `repair`: every frame hit by the injector is NACKed and resent, so the loss never reaches the training data; this measures what repair costs, not augmentation.'}
-- Model \`${p.model}\`, ${p.steps} steps, held-out eval every ${p.evalEvery} steps${p.trainArgs.length > 0 ? `, extra trainer arguments \`${p.trainArgs.join(' ')}\`` : ''}; ${p.parallel} run${p.parallel === 1 ? '' : 's'} at a time.
+- Model \`${p.model}\`, ${p.steps} steps, held-out eval (${p.evalBatches} batches) before the first step and every ${p.evalEvery} steps${p.trainArgs.length > 0 ? `, extra trainer arguments \`${p.trainArgs.join(' ')}\`` : ''}; ${p.parallel} run${p.parallel === 1 ? '' : 's'} at a time.
 - Raw data: [\`${REPORT_FILES.raw}\`](${REPORT_FILES.raw}) (every run, every step, the exact commands).
 `;
 }

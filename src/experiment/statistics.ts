@@ -96,12 +96,12 @@ export function studentTQuantile(p: number, df: number): number {
   return (lo + hi) / 2;
 }
 
-/** Welch's t-test of mean(a) − mean(b). */
-export interface WelchResult {
+/** A two-sample t-test of mean(a) − mean(b) (Welch's, or paired). */
+export interface TTestResult {
   /** mean(a) − mean(b). */
   readonly difference: number;
   readonly t: number;
-  /** Welch–Satterthwaite degrees of freedom. */
+  /** Degrees of freedom (Welch–Satterthwaite for Welch's test, n − 1 for the paired test). */
   readonly df: number;
   /** Two-sided p-value. */
   readonly pValue: number;
@@ -116,7 +116,7 @@ export interface WelchResult {
  * groups without any spread (then no noise estimate exists).
  * @param level confidence level of the interval. Defaults to 0.95.
  */
-export function welchTTest(a: readonly number[], b: readonly number[], level = 0.95): WelchResult | undefined {
+export function welchTTest(a: readonly number[], b: readonly number[], level = 0.95): TTestResult | undefined {
   const sa = summarize(a);
   const sb = summarize(b);
   if (sa.n < 2 || sb.n < 2) return undefined;
@@ -130,6 +130,26 @@ export function welchTTest(a: readonly number[], b: readonly number[], level = 0
   const pValue = Math.min(1, 2 * studentTCdf(-Math.abs(t), df));
   const half = studentTQuantile(1 - (1 - level) / 2, df) * se;
   return { difference, t, df, pValue, ci: [difference - half, difference + half], level };
+}
+
+/**
+ * The paired t-test of mean(a − b), two-sided, with its confidence interval: `a[i]` and `b[i]` are
+ * one pair (here: two loss rates trained from the same model seed on the same stream), so the
+ * variance between pairs cancels. Returns undefined with fewer than 2 pairs, unequal lengths, or
+ * differences without any spread.
+ * @param level confidence level of the interval. Defaults to 0.95.
+ */
+export function pairedTTest(a: readonly number[], b: readonly number[], level = 0.95): TTestResult | undefined {
+  if (a.length !== b.length) return undefined;
+  const d = summarize(a.map((x, i) => x - b[i]!));
+  if (d.n < 2) return undefined;
+  const se = d.std / Math.sqrt(d.n);
+  if (se === 0) return undefined;
+  const t = d.mean / se;
+  const df = d.n - 1;
+  const pValue = Math.min(1, 2 * studentTCdf(-Math.abs(t), df));
+  const half = studentTQuantile(1 - (1 - level) / 2, df) * se;
+  return { difference: d.mean, t, df, pValue, ci: [d.mean - half, d.mean + half], level };
 }
 
 /**

@@ -140,11 +140,27 @@ t.test('a rate that clearly helps is found, with the test named', async (t) => {
   const r = result([0, 0.05, 0.2], 5, (rate) => (rate === 0.05 ? 2.0 : 2.5), 0.02);
   const a = analyze(r);
   t.match(a.conclusion, /^Yes: 5% gave a lower held-out eval loss than 0% beyond seed-to-seed noise\./);
-  t.match(a.conclusion, /Welch's unequal-variance t-test, two-sided, each rate vs 0%, Holm-adjusted over 2 comparisons/);
+  t.match(a.conclusion, /paired t-test over seeds, two-sided, each rate vs 0%, Holm-adjusted over 2 comparisons/);
   const c = a.comparisons.find((x) => x.metric === 'finalEvalLoss' && x.rate === 0.05);
   t.ok(c?.better && c.test !== undefined && c.test.difference < -0.4);
   t.notOk(a.comparisons.find((x) => x.metric === 'finalEvalLoss' && x.rate === 0.2)?.better, '20% is noise');
   t.equal(a.rates[1]!.realizedRate, 0.05, 'realized rate from the injector counts');
+});
+
+t.test('pairing by seed removes the spread between initialisations that Welch cannot', async (t) => {
+  // Seeds differ a lot (offset 0.5 per seed index); within a seed, 5% is 0.02 lower, give or take 0.002.
+  const r = result([0, 0.05], 4, () => 0, 0);
+  const random = lcg(7);
+  const runs = r.runs.map((run) => {
+    const loss = run.seedIndex * 0.5 + (run.rate === 0.05 ? -0.02 : 0) + (random() - 0.5) * 0.004;
+    return { ...run, finalEvalLoss: loss };
+  });
+  const a = analyze({ ...r, runs });
+  const c = a.comparisons.find((x) => x.metric === 'finalEvalLoss' && x.rate === 0.05)!;
+  t.ok(c.test !== undefined && c.test.pValue < 0.01, `paired p ${c.test?.pValue}`);
+  t.ok(c.welch !== undefined && c.welch.pValue > 0.5, `Welch p ${c.welch?.pValue}`);
+  t.ok(c.better);
+  t.match(a.conclusion, /^Yes: 5%/);
 });
 
 t.test('a rate that hurts is named as such', async (t) => {
@@ -173,6 +189,7 @@ t.test('failed runs are left out of the statistics and shown in the report', asy
   const a = analyze(broken);
   t.equal(a.rates[0]!.runs, 2);
   t.equal(a.rates[0]!.failed, 1);
+  t.equal(a.comparisons.find((c) => c.metric === 'finalEvalLoss' && c.rate === 0.05)?.pairs, 2, 'only seeds finished at both rates are paired');
   const md = renderReport(broken, a);
   t.match(md, /\| 0% \| 2 \(\+1 failed\) \|/);
   t.match(md, /failed: NDP_ERR_EXPERIMENT_RUN_FAILED: trainer exited 1/);

@@ -5,6 +5,7 @@
 import t from 'tap';
 import {
   holmAdjust,
+  pairedTTest,
   logGamma,
   regularizedBeta,
   studentTCdf,
@@ -77,6 +78,23 @@ t.test('Welch: cases with no answer', async (t) => {
   t.equal(welchTTest([1, 1], [2, 2]), undefined, 'no spread at all');
   const oneSided = welchTTest([1, 1, 1], [2, 2.1, 1.9]);
   t.ok(oneSided !== undefined && oneSided.pValue < 0.01, 'spread in one group is enough');
+});
+
+t.test('paired t-test matches SciPy (ttest_rel)', async (t) => {
+  const r = pairedTTest([11.8, 11.75, 11.9], [11.83, 11.79, 11.91]);
+  if (r === undefined) throw new Error('no result');
+  t.ok(...near(r.difference, -0.0266666666666667, 1e-9, 'mean difference'));
+  t.ok(...near(r.t, -3.0237157840738176, 1e-6, 't'));
+  t.equal(r.df, 2);
+  t.ok(...near(r.pValue, 0.09417837268432341, 1e-7, 'p'));
+  t.ok(...near(r.ci[0], -0.06461249700263288, 1e-8, 'ci low'));
+  t.ok(...near(r.ci[1], 0.01127916366930069, 1e-8, 'ci high'));
+  const r2 = pairedTTest([2.1, 2.5, 2.3, 2.8, 2.2], [2.0, 2.6, 2.1, 2.5, 2.2]);
+  t.ok(...near(r2!.pValue, 0.23019964108049906, 1e-9, 'p, 5 pairs'));
+  t.ok(...near(r2!.ci[1], 0.2963243161477555, 1e-8, 'ci high, 5 pairs'));
+  t.equal(pairedTTest([1, 2], [1]), undefined, 'unequal lengths');
+  t.equal(pairedTTest([1], [2]), undefined, 'one pair');
+  t.equal(pairedTTest([1, 2, 3], [2, 3, 4]), undefined, 'constant difference: no spread');
 });
 
 t.test('Holm adjustment', async (t) => {
