@@ -16,3 +16,6 @@ export { buildDemoData, type DemoData, type DemoDataOptions } from './dataset/de
 export { convertToNdp, type ConvertOptions, type ConvertSummary } from './dataset/convert.js';
 export { loadTokenizer, type TextTokenizer } from './dataset/tokenizer.js';
 export type { Sample, SampleSource } from './dataset/sample.js';
+export { PcapWriter, type PcapWriterOptions, type PcapWriterStats } from './capture/pcap-writer.js';
+export { captureFrames, type CaptureRecord, type FrameRecord } from './capture/capture-frames.js';
+export type { CaptureTap, Endpoint } from './capture/tap.js';
