@@ -13,13 +13,14 @@ import { MICRO_CONFIG } from './fixtures.js';
 
 const STEPS = 12;
 
-t.test('ndp train --server over UDP on the demo data lowers the held-out loss and writes adapter + metrics', async (t) => {
+t.test('ndp train --server over UDP (held-out data from a second server over WebSocket) on the demo data lowers the held-out loss and writes adapter + metrics', async (t) => {
   const dir = tempDir(t);
   const demo = await buildDemoData(join(dir, 'demo'), { trainSamples: 400, evalSamples: 40, codeFiles: 0 });
   const server = await startServer(t, [demo.train]);
+  const evalServer = await startServer(t, [demo.eval]);
   const out = join(dir, 'out');
   const r = await runCli(
-    ['train', '--server', `udp://127.0.0.1:${server.udp}`, '--eval-file', demo.eval, '--eval-batches', '2', '--steps', String(STEPS), '--batch', '8', '--seq', '32', '--lr', '2e-2', '--device', 'cpu', '--crc-drop', '0.02', '--out', out, '--json'],
+    ['train', '--server', `udp://127.0.0.1:${server.udp}`, '--eval-server', `ws://127.0.0.1:${evalServer.ws}`, '--eval-batches', '2', '--steps', String(STEPS), '--batch', '8', '--seq', '32', '--lr', '2e-2', '--device', 'cpu', '--crc-drop', '0.02', '--out', out, '--json'],
     240_000,
   );
   t.equal(r.code, 0, r.code === 0 ? 'exit 0' : r.stderr);
@@ -37,10 +38,11 @@ t.test('ndp train --server over UDP on the demo data lowers the held-out loss an
 t.test('ndp train --data trains from a local file (WebSocket-free, server-free path)', async (t) => {
   const dir = tempDir(t);
   const demo = await buildDemoData(join(dir, 'demo'), { trainSamples: 100, evalSamples: 20, codeFiles: 0 });
-  const r = await runCli(['train', '--data', demo.train, '--steps', '3', '--batch', '4', '--seq', '32', '--device', 'cpu', '--grad-accum', '2', '--out', join(dir, 'out'), '--json'], 120_000);
+  const r = await runCli(['train', '--data', demo.train, '--eval-file', demo.eval, '--eval-batches', '1', '--steps', '3', '--batch', '4', '--seq', '32', '--device', 'cpu', '--grad-accum', '2', '--out', join(dir, 'out'), '--json'], 120_000);
   t.equal(r.code, 0, r.code === 0 ? 'exit 0' : r.stderr);
-  const summary = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { steps: number; microBatches: number };
+  const summary = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { steps: number; microBatches: number; evalFirst?: number; evalLast?: number };
   t.same([summary.steps, summary.microBatches], [3, 6], '3 optimizer steps of 2 micro-batches');
+  t.ok(Number.isFinite(summary.evalFirst) && Number.isFinite(summary.evalLast), 'held-out loss from --eval-file before and after');
 });
 
 t.test('refusals exit 1 with a stable code', async (t) => {
