@@ -92,6 +92,7 @@ interface RunResult {
 
 /** One backend over a fresh server session with the same seed: the very same batches in the same order. */
 async function run(name: string, backend: TrainingBackend, device: string): Promise<RunResult> {
+  const channel = backend instanceof TorchTrainingBackend ? backend : undefined;
   const options: TrainingBackendOptions = { ...DEFAULT_TRAINING_OPTIONS, model, device, seed: 0, learningRate: 1e-3 };
   const info = await backend.init(options);
   const server = new DataServer([syntheticSource(batchSize * (steps + 2))], { host: '127.0.0.1', udpPort: 0, wsPort: null, httpPort: null });
@@ -104,6 +105,7 @@ async function run(name: string, backend: TrainingBackend, device: string): Prom
       onStep: (m) => perStep.push(m),
     });
     const measured = perStep.slice(warmup);
+    const stats = channel?.channelStats;
     const sum = (f: (m: StepMetrics) => number): number => measured.reduce((a, m) => a + f(m), 0);
     const wallMs = sum((m) => m.stepMs);
     return {
@@ -115,6 +117,8 @@ async function run(name: string, backend: TrainingBackend, device: string): Prom
         'data stall %': (100 * sum((m) => m.dataStallMs)) / wallMs,
         'compute ms/step': sum((m) => m.computeMs) / measured.length,
         'step ms': wallMs / measured.length,
+        // The worker's share of compute spent reading the batch off the socket and checking CRCs (all steps).
+        'channel ms/step': stats !== undefined && stats.batches > 0 ? stats.receiveMs / stats.batches : '—',
         // Four decimals: the same first loss on both rows shows they trained the same model on the same batch.
         'first loss': summary.firstLoss.toFixed(4),
         'last loss': summary.lastLoss.toFixed(4),

@@ -79,8 +79,26 @@ function num(message: WorkerMessage, key: string): number {
   return typeof v === 'number' ? v : NaN;
 }
 
+/** What the worker channel cost, summed over the batches sent (for benchmarks and logs). */
+export interface ChannelStats {
+  readonly batches: number;
+  /** Worker time from a batch's message to its last tensor byte: socket reads and CRC-16 checks. */
+  readonly receiveMs: number;
+}
+
 export class TorchTrainingBackend implements TrainingBackend {
   private channel: WorkerChannel | undefined;
+  private batches = 0;
+  private receiveMs = 0;
+
+  get channelStats(): ChannelStats {
+    return { batches: this.batches, receiveMs: this.receiveMs };
+  }
+
+  private count(r: WorkerMessage): void {
+    this.batches++;
+    this.receiveMs += typeof r.receive_ms === 'number' ? r.receive_ms : 0;
+  }
 
   constructor(private readonly extra: Partial<TorchBackendOptions> = {}) {}
 
@@ -142,6 +160,7 @@ export class TorchTrainingBackend implements TrainingBackend {
 
   async step(batch: Batch): Promise<StepResult> {
     const r = (await this.open().sendBatch(batch, 'train'))!;
+    this.count(r);
     const gradNorm = typeof r.grad_norm === 'number' ? r.grad_norm : undefined;
     return {
       loss: num(r, 'loss'),
@@ -155,6 +174,7 @@ export class TorchTrainingBackend implements TrainingBackend {
 
   async evaluate(batch: Batch): Promise<EvalResult> {
     const r = (await this.open().sendBatch(batch, 'eval'))!;
+    this.count(r);
     return { loss: num(r, 'loss'), lossTokens: num(r, 'loss_tokens') };
   }
 

@@ -9,6 +9,7 @@ frame means a broken peer and is fatal (the worker reports the code and closes, 
 import os
 import socket
 import sys
+import time
 from typing import Any, Dict, List, Optional, Union
 
 from .errors import NdpError
@@ -31,10 +32,12 @@ class Batch:
     """A request that came with tensors (a ``batch``, or an ``init`` with base weights):
     ``tensors`` maps a name to what the allocator built; ``kind`` is the message's ``w``."""
 
-    __slots__ = ("id", "kind", "mode", "tensors", "message")
+    __slots__ = ("id", "kind", "mode", "tensors", "message", "receive_ms")
 
-    def __init__(self, batch_id: int, mode: str, tensors: Dict[str, Any], message: Dict[str, Any]):
+    def __init__(self, batch_id: int, mode: str, tensors: Dict[str, Any], message: Dict[str, Any], receive_ms: float = 0.0):
         self.id = batch_id
+        #: Time from the end of the request message to the last tensor byte (socket reads and CRC checks).
+        self.receive_ms = receive_ms
         self.kind = message.get("w", "batch")
         self.mode = mode
         self.tensors = tensors
@@ -154,10 +157,11 @@ class WorkerChannel:
         limit = self.max_batch_tensors if message["w"] == "batch" else self.max_init_tensors
         if len(names) > limit:
             raise NdpError("NDP_ERR_BAD_TENSOR", f"'{message['w']}' {batch_id} announces {len(names)} tensors, the limit is {limit}")
+        started = time.perf_counter()
         tensors: Dict[str, Any] = {}
         for name in names:
             tensors[name] = self._read_tensor(batch_id, name)
-        return Batch(batch_id, str(message.get("mode", "train")), tensors, message)
+        return Batch(batch_id, str(message.get("mode", "train")), tensors, message, (time.perf_counter() - started) * 1000)
 
     def _read_tensor(self, batch_id: int, name: str):
         received = 0

@@ -32,7 +32,7 @@ def serve(channel: WorkerChannel) -> int:
             except NdpError as err:  # a bad batch (token id out of range) fails that batch only
                 channel.send_error(err.code, err.message, item.id)
                 continue
-            channel.send({"w": "result", "id": item.id, **result})
+            channel.send({"w": "result", "id": item.id, "receive_ms": item.receive_ms, **result})
             continue
         weights = item.tensors if isinstance(item, Batch) else None
         message = item.message if isinstance(item, Batch) else item
