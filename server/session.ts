@@ -354,7 +354,7 @@ export class Session {
       if (!decision.deliver) frame = null;
       else if (rewrite) frame = rewriteCodes(frame, decision.src, decision.dst);
       if (frame !== null && decision.capture) {
-        this.init.metrics.routed.inc({ action: 'capture' });
+        this.init.metrics.route('capture');
         this.init.captureSink?.(frame);
       }
       const size = segmented.frames[i]!.length;
@@ -455,11 +455,11 @@ export class Session {
     if (item.frame === null) {
       this.rtx?.hold(item.seq, ROUTED);
       this.counters.routedDrop++;
-      this.init.metrics.routed.inc({ action: 'drop' });
+      this.init.metrics.route('drop');
       if (item.sample !== undefined) this.sendGone('routed', [[item.sample.firstSeq, item.sample.lastSeq]]);
     } else {
       this.rtx?.hold(item.seq, item.frame);
-      this.init.metrics.routed.inc({ action: 'deliver' });
+      this.init.metrics.route('deliver');
       const out = this.injector.apply(item.seq, item.frame);
       if (out !== undefined) {
         if (out !== item.frame) this.init.metrics.injected.inc({ kind: 'corrupt' });

@@ -51,6 +51,7 @@ limits (NDP.md §7.13):
   --handshake-timeout MS  (default ${d.handshakeTimeoutMs})
   --ticket-ttl MS         (default ${d.ticketTtlMs})
   --recv-buffer BYTES     UDP SO_RCVBUF requested (default ${d.recvBufferBytes}; the kernel may cap it)
+  --cache-bytes B         sample cache per data file (default 67108864); a dataset that fits is read from disk once
 
 Exit status: 0 after a clean shutdown (SIGTERM / SIGINT), 1 on a startup error, 2 bad options.`;
 
@@ -99,7 +100,7 @@ const INT_FLAGS = {
 } as const;
 
 /** Parses the flags into server options and the data files. */
-export async function parseServeArgs(argv: string[]): Promise<{ files: string[]; options: Partial<ServerOptions> }> {
+export async function parseServeArgs(argv: string[]): Promise<{ files: string[]; options: Partial<ServerOptions>; cacheBytes: number | undefined }> {
   const intOptions = Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' as const }]));
   const { values, positionals } = parseArgs({
     args: argv,
@@ -117,6 +118,7 @@ export async function parseServeArgs(argv: string[]): Promise<{ files: string[];
       'inject-drop': { type: 'string' },
       'inject-corrupt': { type: 'string' },
       'inject-seed': { type: 'string' },
+      'cache-bytes': { type: 'string' },
       ...intOptions,
       ...PCAP_OPTIONS,
     },
@@ -144,7 +146,7 @@ export async function parseServeArgs(argv: string[]): Promise<{ files: string[];
   if (drop + corrupt > 1) bad('--inject-drop + --inject-corrupt must be at most 1');
   options.inject = { drop, corrupt, seed: int('inject-seed', v['inject-seed'] as string | undefined, 0, 0xffffffff) ?? 0 };
   options.tap = openPcapTap(v as PcapFlagValues);
-  return { files: positionals, options: options as Partial<ServerOptions> };
+  return { files: positionals, options: options as Partial<ServerOptions>, cacheBytes: int('cache-bytes', v['cache-bytes'] as string | undefined, 0) };
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -158,7 +160,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const sources: SampleSource[] = [];
   try {
-    for (const file of parsed.files) sources.push(await openNdpFile(file));
+    for (const file of parsed.files) sources.push(await openNdpFile(file, parsed.cacheBytes === undefined ? {} : { cacheBytes: parsed.cacheBytes }));
   } catch (err) {
     await Promise.all(sources.map((s) => s.close()));
     throw err;
