@@ -330,3 +330,42 @@ t.test('large file: random access and streaming stay within the configured memor
   t.ok(streamed.largestReadBytes <= 256 * 1024, 'streaming reads chunk by chunk');
   t.ok(streamed.bytesRead - random.bytesRead >= size - indexSize(count) - 100, 'streaming read the body once');
 });
+
+t.test('reader limits: readChunkBytes at its minimum, bad policies and sizes refused', async (t) => {
+  const path = join(dir, 'limits.ndp');
+  await writeSamples(path, makeSamples(10, 20, 17));
+  const atMin = await openNdpFile(path, { readChunkBytes: 65536 });
+  t.equal(atMin.sampleCount, 10);
+  await atMin.close();
+  await openNdpFile(path, { readChunkBytes: 65535 }).then(
+    () => t.fail('accepted a chunk below 64 KiB'),
+    (err: unknown) => t.type(err, RangeError),
+  );
+  await openNdpFile(path, { cacheBytes: -1 }).then(
+    () => t.fail('accepted a negative cache'),
+    (err: unknown) => t.type(err, RangeError),
+  );
+  await openNdpFile(path, { crc: 'ignore' as never }).then(
+    () => t.fail('accepted an unknown CRC policy'),
+    (err: unknown) => t.type(err, RangeError),
+  );
+  const noCache = await openNdpFile(path, { cacheBytes: 0 });
+  await noCache.read(3);
+  await noCache.read(3);
+  t.equal(noCache.stats().cacheHits, 0, 'cacheBytes 0 caches nothing');
+  t.equal(noCache.stats().cachedBytes, 0);
+  await noCache.close();
+  await NdpFileWriter.create(join(dir, 'bad-frame.ndp'), { name: 'x', tokenizer: TOKENIZER, maxFrameBytes: 48 }).then(
+    () => t.fail('accepted frames too small for one body byte'),
+    (err: unknown) => t.type(err, RangeError),
+  );
+  await NdpFileWriter.create(join(dir, 'long-name.ndp'), { name: 'n'.repeat(1025), tokenizer: TOKENIZER }).then(
+    () => t.fail('accepted a 1025-byte name'),
+    (err: unknown) => t.type(err, RangeError),
+  );
+  const longest = await NdpFileWriter.create(join(dir, 'long-name.ndp'), { name: 'n'.repeat(1024), tokenizer: TOKENIZER });
+  await longest.finish();
+  const reopened = await openNdpFile(join(dir, 'long-name.ndp'));
+  t.equal(reopened.name.length, 1024, 'a 1024-byte name is at the limit');
+  await reopened.close();
+});
