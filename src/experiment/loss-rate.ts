@@ -486,6 +486,7 @@ export async function runLossRate(options: LossRateOptions, command: string): Pr
     }
   };
   await Promise.all(Array.from({ length: Math.min(options.parallel, plans.length) }, worker));
+  if (!options.keepRuns) await rm(join(options.out, 'runs'), { recursive: true, force: true });
   const { trainData: _t, evalData: _e, out: _o, runTimeoutSeconds: _r, keepRuns: _k, onProgress: _p, ...parameters } = options;
   return {
     experiment: 'loss-rate',
