@@ -81,8 +81,10 @@ t.test('formats, loss masks, SRC codes, skipped lines with line numbers and reas
   t.equal(parsed.tokenizer.vocabSize, 151669);
 });
 
+// Tests other than the first name --engine native: the auto engine's probe is covered by the first
+// test and test/dataset/tokenizer.test.ts, and each child process saves loading transformers.js.
 t.test('directories with --glob become CODE_REPO samples in path order; binary and oversized files are skipped', async (t) => {
-  const r = await ndp(['convert', 'repo', 'code.ndp', '--glob', '**/*.ts', '--workers', '0', '--max-file-bytes', '20', '--json']);
+  const r = await ndp(['convert', 'repo', 'code.ndp', '--glob', '**/*.ts', '--workers', '0', '--engine', 'native', '--max-file-bytes', '20', '--json']);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stderr, /blob\.ts: NDP_ERR_INPUT_BINARY/);
   const file = await openNdpFile(join(dir, 'code.ndp'));
@@ -93,7 +95,7 @@ t.test('directories with --glob become CODE_REPO samples in path order; binary a
   const text = await ndp(['inspect', 'code.ndp', '--samples', '--decode']);
   t.same(text.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { text: string }).text), ['export const a = 1;\n', 'export const b = 2;\n']);
   // 'export const a = 1;\n' is 20 bytes: at the limit it is kept, one byte below it is skipped.
-  const tight = await ndp(['convert', 'repo', 'tight.ndp', '--glob', 'src/a.ts', '--workers', '0', '--max-file-bytes', '19', '--json']);
+  const tight = await ndp(['convert', 'repo', 'tight.ndp', '--glob', 'src/a.ts', '--workers', '0', '--engine', 'native', '--max-file-bytes', '19', '--json']);
   t.match(tight.stderr, /a\.ts: NDP_ERR_INPUT_TOO_LARGE/);
   t.equal((JSON.parse(tight.stdout) as { samples: number }).samples, 0);
 });
@@ -103,7 +105,7 @@ t.test('--max-tokens with truncate, split and drop', async (t) => {
   await writeFile(join(dir, 'long.jsonl'), JSON.stringify({ text: long }) + '\n' + JSON.stringify({ text: 'short' }) + '\n');
   const results: Record<string, { samples: number; truncated: number; split: number; skippedByReason: Record<string, number> }> = {};
   for (const overflow of ['truncate', 'split', 'drop']) {
-    const r = await ndp(['convert', 'long.jsonl', `long-${overflow}.ndp`, '--max-tokens', '16', '--overflow', overflow, '--workers', '0', '--json']);
+    const r = await ndp(['convert', 'long.jsonl', `long-${overflow}.ndp`, '--max-tokens', '16', '--overflow', overflow, '--workers', '0', '--engine', 'native', '--json']);
     t.equal(r.code, 0, r.stderr);
     results[overflow] = JSON.parse(r.stdout);
   }
@@ -127,7 +129,7 @@ t.test('--on-error fail and unreadable inputs exit non-zero and leave no output'
   t.equal(missing.code, 1);
   t.match(missing.stderr, /NDP_ERR_INPUT_UNREADABLE/);
   await writeFile(join(dir, 'broken.jsonl.gz'), gzipSync('{"text": "a"}\n').subarray(0, 12));
-  const broken = await ndp(['convert', 'broken.jsonl.gz', 'broken.ndp', '--workers', '0']);
+  const broken = await ndp(['convert', 'broken.jsonl.gz', 'broken.ndp', '--workers', '0', '--engine', 'native']);
   t.equal(broken.code, 1);
   t.match(broken.stderr, /NDP_ERR_INPUT_UNREADABLE/);
   t.notOk(await exists(join(dir, 'broken.ndp')));
@@ -140,8 +142,8 @@ t.test('worker threads give a byte-identical file', async (t) => {
   await writeFile(join(dir, 'many.jsonl'), many + '\n');
   await mkdir(join(dir, 'w0'));
   await mkdir(join(dir, 'w2'));
-  const a = await ndp(['convert', 'many.jsonl', 'w0/many.ndp', '--workers', '0', '--json']);
-  const b = await ndp(['convert', 'many.jsonl', 'w2/many.ndp', '--workers', '2', '--json']);
+  const a = await ndp(['convert', 'many.jsonl', 'w0/many.ndp', '--workers', '0', '--engine', 'native', '--json']);
+  const b = await ndp(['convert', 'many.jsonl', 'w2/many.ndp', '--workers', '2', '--engine', 'native', '--json']);
   t.equal(a.code, 0, a.stderr);
   t.equal(b.code, 0, b.stderr);
   t.equal((JSON.parse(b.stdout) as { workers: number }).workers, 2);
