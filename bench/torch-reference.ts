@@ -39,10 +39,10 @@ export type TorchReferenceResult =
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-/** $NDP_PYTHON, else the first of python3, /usr/bin/python3 that imports torch and numpy. */
+/** $NDP_PYTHON, else the first of python3, /usr/bin/python3 that imports torch. */
 export function pythonWithTorch(): string | undefined {
   const candidates = process.env.NDP_PYTHON !== undefined ? [process.env.NDP_PYTHON] : ['python3', '/usr/bin/python3'];
-  return candidates.find((p) => spawnSync(p, ['-c', 'import torch, numpy'], { stdio: 'ignore', timeout: 60_000 }).status === 0);
+  return candidates.find((p) => spawnSync(p, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60_000 }).status === 0);
 }
 
 export function runTorchReference(req: TorchReferenceRequest): TorchReferenceResult {

@@ -48,7 +48,8 @@ def main():
     B, T = spec["batchSize"], spec["seqLen"]
     N = B * T
 
-    raw = torch.from_numpy(__import__("numpy").fromfile(f"{folder}/batches.bin", dtype="<i4").astype("int64"))
+    with open(f"{folder}/batches.bin", "rb") as f:
+        raw = torch.frombuffer(bytearray(f.read()), dtype=torch.int32).to(torch.int64)
     batches, at = [], 0
     for _ in range(spec["microBatches"]):
         ids = raw[at : at + N].reshape(B, T); at += N
