@@ -125,3 +125,36 @@ t.test('limits at the limit: sessions, rate, window, datagram, retransmit buffer
   t.equal(silent.closeReason, 'NDP_ERR_HANDSHAKE_TIMEOUT');
   t.equal(await server.stop(), 0);
 });
+
+t.test('rate limits: a session and the whole server never send faster than their buckets allow', async (t) => {
+  const dir = await tempDir(t);
+  const file = await makeDataset(dir, 'text', 3000, SRC.TEXT_CORPUS, 0, 256);
+  const total = 400_000;
+  const server = await startServer(t, [file], ['--max-total-rate', String(total), '--max-session-rate', '1000000']);
+  const sentBytes = async (c: RawWsClient) => (await http(server.baseUrl, 'GET', `/v1/sessions/${c.collector.session}`)).json.sent.bytes as number;
+  // Upper bounds only (a slow machine sends less, never more): rate x time plus one burst.
+  const alone = await RawWsClient.connect(server.ready.ws!);
+  let started = performance.now();
+  await alone.open({ rate: 150_000 });
+  await settle(1000);
+  let elapsed = (performance.now() - started) / 1000;
+  const aloneBytes = await sentBytes(alone);
+  t.ok(aloneBytes > 0 && aloneBytes <= 150_000 * elapsed + 2 * 1472, `a session at rate 150,000: ${aloneBytes} B in ${elapsed.toFixed(2)} s`);
+  alone.close();
+
+  const clients: RawWsClient[] = [];
+  started = performance.now();
+  for (let i = 0; i < 2; i++) {
+    const c = await RawWsClient.connect(server.ready.ws!);
+    await c.open({ rate: 0 });
+    t.equal((c.collector.accept!.params as { rate: number }).rate, 1_000_000, 'rate 0 resolves to --max-session-rate');
+    clients.push(c);
+  }
+  await settle(1000);
+  elapsed = (performance.now() - started) / 1000;
+  const sum = (await sentBytes(clients[0]!)) + (await sentBytes(clients[1]!));
+  // Each session alone could send 1,000,000 B/s: only the server-wide bucket holds the sum down.
+  t.ok(sum > 0 && sum <= total * elapsed + 131_072 + 2 * 1472, `two sessions: ${sum} B in ${elapsed.toFixed(2)} s <= --max-total-rate x time + burst`);
+  for (const c of clients) c.close();
+  t.equal(await server.stop(), 0);
+});

@@ -88,7 +88,9 @@ const INT_FLAGS = {
   'max-datagram': ['maxDatagram', 128],
   'retransmit-bytes': ['retransmitBytes', 0],
   'ws-high-water': ['wsHighWater', 1],
-  'ws-message-bytes': ['wsMessageBytes', 1],
+  // A message is flushed once it reaches this size, so it can exceed it by one frame; NDP.md §7.2
+  // promises clients messages of at most 1 MiB.
+  'ws-message-bytes': ['wsMessageBytes', 1, 1024 * 1024 - 65_543],
   'ws-max-message': ['wsMaxMessage', 64],
   'max-handshakes': ['maxHandshakes', 1],
   'max-unvalidated': ['maxUnvalidated', 1],
@@ -135,7 +137,7 @@ export async function parseServeArgs(argv: string[]): Promise<{ files: string[];
     if (v.token === '') bad('--token must not be empty');
     options.token = v.token;
   }
-  for (const [flag, [key, min]] of Object.entries(INT_FLAGS)) options[key] = int(flag, v[flag] as string | undefined, min);
+  for (const [flag, [key, min, max]] of Object.entries(INT_FLAGS) as Array<[string, readonly [string, number, number?]]>) options[key] = int(flag, v[flag] as string | undefined, min, max);
   if ((v['tls-cert'] === undefined) !== (v['tls-key'] === undefined)) bad('--tls-cert and --tls-key go together');
   if (v['tls-cert'] !== undefined) options.tls = { cert: await readFile(v['tls-cert'] as string), key: await readFile(v['tls-key'] as string) };
   const routes: RouteRule[] = v.routes === undefined ? [] : parseRoutesJson(await readFile(v.routes as string, 'utf8'));
