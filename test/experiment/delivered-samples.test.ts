@@ -62,6 +62,6 @@ t.test('malformed input is refused with the experiment code, and no half file is
     const jsonl = join(dir, `${name}.jsonl`);
     await writeFile(jsonl, `${line(0, 0, 0, [1], [1])}\n${text}\n`);
     await t.rejects(writeDeliveredSamples(jsonl, join(dir, `${name}.ndp`), SOURCE, new StreamOrderCheck()), { code: 'NDP_ERR_EXPERIMENT_RUN_FAILED', message: /:2:/ }, name);
-    await t.rejects(openNdpFile(join(dir, `${name}.ndp`)), {}, `${name}: no usable file left`);
+    await t.rejects(openNdpFile(join(dir, `${name}.ndp`)), `${name}: no usable file left`);
   }
 });
