@@ -4,7 +4,7 @@
  * reference — with PyTorch (bench/torch_lora_reference.py, CUDA when available). Prints tokens/s,
  * first/last loss and our tokens/s ÷ PyTorch's; writes bench/results/gpu-lora.json.
  *
- *   node dist/bench/gpu-lora.js [--preset small] [--steps 20] [--batch 8] [--seq 256]
+ *   node dist/bench/gpu-lora.js [--preset small] [--steps 10] [--batch 8] [--seq 256]
  *        [--devices webgpu,cpu] [--grad-accum 1] [--lr 1e-3] [--torch auto|off|cpu]
  *
  * On a GPU machine: `../shared/gpu/pack.sh dist`, then `bash .gpu/run.sh node dist/bench/gpu-lora.js`.
@@ -22,7 +22,7 @@ import { runTorchReference, type TorchReferenceResult } from './torch-reference.
 const { values } = parseArgs({
   options: {
     preset: { type: 'string', default: 'small' },
-    steps: { type: 'string', default: '20' },
+    steps: { type: 'string', default: '10' },
     batch: { type: 'string', default: '8' },
     seq: { type: 'string', default: '256' },
     devices: { type: 'string', default: 'webgpu,cpu' },
