@@ -9,7 +9,8 @@
  * each row also reports the CPU seconds the sending process spent (server or TCP sender, from
  * /proc) and MB sent per CPU-second: the cost figure that a busy machine does not distort.
  *
- * Run: `npm run build && node dist/bench/server-throughput.js [--samples N] [--tokens T] [--datagram B]`.
+ * Run: `npm run build && node dist/bench/server-throughput.js [--samples N] [--tokens T] [--datagram B]
+ * [--ws-datagram B] [--trainers 1,4,16] [--cache-bytes B]`.
  * Prints a table (frames/s, tokens/s, MB/s, ratio to TCP, sender CPU) and writes
  * bench/results/server-throughput.json.
  */
@@ -37,6 +38,7 @@ const { values } = parseArgs({
     datagram: { type: 'string', default: '1472' },
     'ws-datagram': { type: 'string', default: '16384' },
     trainers: { type: 'string', default: '1,4,16' },
+    'cache-bytes': { type: 'string' },
   },
 });
 const SAMPLES = Number(values.samples);
@@ -44,6 +46,8 @@ const TOKENS = Number(values.tokens);
 const UDP_DATAGRAM = Number(values.datagram);
 const WS_DATAGRAM = Number(values['ws-datagram']);
 const TRAINERS = values.trainers!.split(',').map(Number);
+/** Passed to `ndp serve --cache-bytes`: whether the dataset fits the server's sample cache decides the read path. */
+const CACHE_BYTES = values['cache-bytes'];
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 interface Result {
@@ -154,7 +158,7 @@ async function makeDataset(dir: string): Promise<string> {
 }
 
 async function startServer(file: string): Promise<{ proc: ChildProcess; udp: number; ws: number }> {
-  const proc = spawn(process.execPath, [CLI, 'serve', file, '--udp', '0', '--ws', '0', '--http', 'off', '--max-session-rate', '4000000000', '--max-total-rate', '8000000000', '--max-window', '16384', '--max-sessions', '64'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [CLI, 'serve', file, '--udp', '0', '--ws', '0', '--http', 'off', '--max-session-rate', '4000000000', '--max-total-rate', '8000000000', '--max-window', '16384', '--max-sessions', '64', ...(CACHE_BYTES === undefined ? [] : ['--cache-bytes', CACHE_BYTES])], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     let text = '';
     proc.stdout!.on('data', (d: Buffer) => {
@@ -327,7 +331,7 @@ async function main(): Promise<void> {
         server.proc.kill('SIGTERM');
       }
     }
-    report('server-throughput', rows, { samples: SAMPLES, tokensPerSample: TOKENS, udpDatagram: UDP_DATAGRAM, wsDatagram: WS_DATAGRAM, note: 'trainers are ranks of a world of N; each row moves the whole dataset once' }, `ndp serve throughput on loopback (${SAMPLES} samples x ${TOKENS} tokens)`);
+    report('server-throughput', rows, { samples: SAMPLES, tokensPerSample: TOKENS, udpDatagram: UDP_DATAGRAM, wsDatagram: WS_DATAGRAM, cacheBytes: CACHE_BYTES ?? 'default (64 MiB)', note: 'trainers are ranks of a world of N; each row moves the whole dataset once' }, `ndp serve throughput on loopback (${SAMPLES} samples x ${TOKENS} tokens)`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
