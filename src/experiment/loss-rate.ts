@@ -17,7 +17,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,8 +52,8 @@ const SERVER_READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 10_000;
 /** Stderr kept per process for error reports. */
 const STDERR_TAIL_BYTES = 8192;
-/** Fixed ports inside a namespace lab: the namespaces are private, so no collision is possible. */
-const LAB_PORTS = { udp: 7400, http: 7402 } as const;
+/** The server's UDP port inside a namespace lab: the namespaces are private, so no collision is possible. */
+const LAB_UDP_PORT = 7400;
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
@@ -108,14 +108,14 @@ async function stop(p: Spawned): Promise<void> {
   clearTimeout(timer);
 }
 
-/** The server's ready line: the first stdout line that is a JSON object naming its ports. */
+/** The ports of a server's ready line (`ndp serve` prints `{"ready":true,"udp":PORT,"ws":PORT,"http":PORT,…}`; a disabled listener is null). */
 export interface ServerReady {
   readonly udp?: number;
   readonly ws?: number;
   readonly http?: number;
 }
 
-/** Finds the UDP/WS/HTTP ports in a JSON ready line, whatever nesting the server uses (`{ports:{udp}}`, `{udp:{port}}`, `{udp}`). */
+/** Parses `ndp serve`'s ready line; undefined for any other line. */
 export function parseReadyLine(line: string): ServerReady | undefined {
   let value: unknown;
   try {
@@ -123,21 +123,13 @@ export function parseReadyLine(line: string): ServerReady | undefined {
   } catch {
     return undefined;
   }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const found: Record<string, number> = {};
-  const visit = (v: unknown, key: string | undefined, depth: number): void => {
-    if (depth > 4) return;
-    if (key !== undefined && (key === 'udp' || key === 'ws' || key === 'http') && found[key] === undefined) {
-      if (typeof v === 'number') found[key] = v;
-      else if (typeof v === 'string') {
-        const m = /:(\d+)\/?$/.exec(v);
-        if (m !== null) found[key] = Number(m[1]);
-      } else if (typeof v === 'object' && v !== null && typeof (v as { port?: unknown }).port === 'number') found[key] = (v as { port: number }).port;
-    }
-    if (typeof v === 'object' && v !== null) for (const [k, child] of Object.entries(v)) visit(child, k, depth + 1);
-  };
-  visit(value, undefined, 0);
-  return found.udp === undefined && found.http === undefined ? undefined : found;
+  if (typeof value !== 'object' || value === null || (value as { ready?: unknown }).ready !== true) return undefined;
+  const ready: Record<string, number> = {};
+  for (const key of ['udp', 'ws', 'http'] as const) {
+    const port = (value as Record<string, unknown>)[key];
+    if (typeof port === 'number') ready[key] = port;
+  }
+  return ready;
 }
 
 async function waitReady(server: Spawned): Promise<ServerReady> {
@@ -172,7 +164,6 @@ export interface TrainerMetrics {
   readonly trainCurve: StepPoint[];
   readonly evalCurve: StepPoint[];
   readonly tokensPerSecond: number;
-  readonly accounting: Record<string, number>;
 }
 
 function num(v: unknown): number | undefined {
@@ -180,54 +171,27 @@ function num(v: unknown): number | undefined {
 }
 
 /**
- * Reads the trainer's JSON-lines metrics (every `*.jsonl` in its `--out`) and summary (`*.json`).
- * A line with `step` and `loss` is a training step; a line with `evalLoss` (or `eval_loss`, or
- * `kind: "eval"` with `loss`) is a held-out evaluation. tokens/s is the summary's figure, else the
- * mean of the steps'.
+ * Reads `ndp train --out`: `metrics.jsonl` (one line per optimizer step: `step`, `loss`, and
+ * `evalLoss` on evaluated steps) and `summary.json` (`tokensPerSecond`; `evalFirst`, the held-out
+ * loss before the first step, becomes step 0 of the eval curve: the common start of every run).
  */
 export async function readTrainerMetrics(dir: string): Promise<TrainerMetrics> {
   const trainCurve: StepPoint[] = [];
   const evalCurve: StepPoint[] = [];
-  const stepRates: number[] = [];
-  let accounting: Record<string, number> = {};
-  let summaryRate: number | undefined;
-  const names = await readdir(dir);
-  for (const name of names.filter((n) => n.endsWith('.jsonl')).sort()) {
-    for (const line of (await readFile(join(dir, name), 'utf8')).split('\n')) {
-      if (line.trim() === '') continue;
-      let m: Record<string, unknown>;
-      try {
-        m = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
-      const step = num(m.step);
-      if (step === undefined) continue;
-      const evalLoss = num(m.evalLoss) ?? num(m.eval_loss) ?? (m.kind === 'eval' || m.type === 'eval' ? num(m.loss) : undefined);
-      if (evalLoss !== undefined) evalCurve.push({ step, loss: evalLoss });
-      if (m.kind !== 'eval' && m.type !== 'eval' && num(m.loss) !== undefined) {
-        trainCurve.push({ step, loss: num(m.loss)! });
-        const rate = num(m.tokensPerSecond) ?? num(m.tokens_per_s) ?? num(m.tokensPerSec);
-        if (rate !== undefined) stepRates.push(rate);
-      }
-      for (const key of ['drops', 'accounting', 'stats']) if (typeof m[key] === 'object' && m[key] !== null) accounting = flattenNumbers(m[key]);
-    }
+  const summary = JSON.parse(await readFile(join(dir, 'summary.json'), 'utf8')) as Record<string, unknown>;
+  const evalFirst = num(summary.evalFirst);
+  if (evalFirst !== undefined) evalCurve.push({ step: 0, loss: evalFirst });
+  for (const line of (await readFile(join(dir, 'metrics.jsonl'), 'utf8')).split('\n')) {
+    if (line.trim() === '') continue;
+    const m = JSON.parse(line) as Record<string, unknown>;
+    const step = num(m.step);
+    const loss = num(m.loss);
+    if (step === undefined) continue;
+    if (loss !== undefined) trainCurve.push({ step, loss });
+    const evalLoss = num(m.evalLoss);
+    if (evalLoss !== undefined) evalCurve.push({ step, loss: evalLoss });
   }
-  for (const name of names.filter((n) => n.endsWith('.json') && n !== 'adapter_config.json').sort()) {
-    let s: Record<string, unknown>;
-    try {
-      s = JSON.parse(await readFile(join(dir, name), 'utf8')) as Record<string, unknown>;
-    } catch {
-      continue;
-    }
-    summaryRate = num(s.tokensPerSecond) ?? num(s.tokens_per_s) ?? summaryRate;
-    // The held-out loss before the first step: the common starting point of every curve.
-    const evalFirst = num(s.evalFirst);
-    if (evalFirst !== undefined && !evalCurve.some((p) => p.step === 0)) evalCurve.unshift({ step: 0, loss: evalFirst });
-    for (const key of ['accounting', 'drops', 'stats']) if (typeof s[key] === 'object' && s[key] !== null) accounting = flattenNumbers(s[key]);
-  }
-  const tokensPerSecond = summaryRate ?? (stepRates.length > 0 ? stepRates.reduce((a, b) => a + b, 0) / stepRates.length : Number.NaN);
-  return { trainCurve, evalCurve, tokensPerSecond, accounting };
+  return { trainCurve, evalCurve, tokensPerSecond: num(summary.tokensPerSecond) ?? Number.NaN };
 }
 
 /** Mean of the last ceil(n/10) losses: the "final train loss" of a run. */
@@ -360,10 +324,10 @@ async function runOne(ctx: RunContext, run: RunPlan): Promise<RunRecord> {
       lab = await NetworkLab.create({
         dropRate: options.fault === 'drop' ? run.rate : 0,
         corruptRate: options.fault === 'corrupt' ? run.rate : 0,
-        dataPort: LAB_PORTS.udp,
+        dataPort: LAB_UDP_PORT,
       });
       host = lab.serverAddress;
-      serverArgv = lab.command('server', [node, CLI, 'serve', ...options.trainData, '--host', host, '--udp', String(LAB_PORTS.udp), '--ws', 'off', '--http', 'off']);
+      serverArgv = lab.command('server', [node, CLI, 'serve', ...options.trainData, '--host', host, '--udp', String(LAB_UDP_PORT), '--ws', 'off', '--http', 'off']);
     }
     commands.serve = serverArgv;
     const server = start(serverArgv, process.cwd());
@@ -377,7 +341,7 @@ async function runOne(ctx: RunContext, run: RunPlan): Promise<RunRecord> {
 
     const delivered = join(runDir, 'delivered.jsonl');
     const statsFile = join(runDir, 'pull-stats.json');
-    let pullArgv = [node, CLI, 'pull', '--server', `udp://${host}:${ready.udp ?? LAB_PORTS.udp}`, ...pullArgs(options, run, ctx.epochs), '--out', delivered, '--stats', statsFile];
+    let pullArgv = [node, CLI, 'pull', '--server', `udp://${host}:${ready.udp ?? LAB_UDP_PORT}`, ...pullArgs(options, run, ctx.epochs), '--out', delivered, '--stats', statsFile];
     if (lab !== undefined) pullArgv = lab.command('client', pullArgv);
     commands.pull = pullArgv;
     const pull = launch(pullArgv);

@@ -70,40 +70,33 @@ t.test('bad usage has a stable code', async (t) => {
   t.throws(() => parseLossRateArgs([...DATA, 'stray']), BAD, 'positional');
 });
 
-t.test('ready line: ports wherever the server puts them', async (t) => {
-  t.same(parseReadyLine('{"ready":true,"udp":41000,"ws":41001,"http":41002}'), { udp: 41000, ws: 41001, http: 41002 });
-  t.same(parseReadyLine('{"event":"ready","ports":{"udp":1,"http":3}}'), { udp: 1, http: 3 });
-  t.same(parseReadyLine('{"listening":{"udp":{"host":"127.0.0.1","port":5},"http":"http://127.0.0.1:6/"}}'), { udp: 5, http: 6 });
+t.test("ready line: ndp serve's documented JSON", async (t) => {
+  t.same(parseReadyLine('{"ready":true,"host":"127.0.0.1","udp":41000,"ws":null,"http":41002,"endpoints":{"udp":"udp://127.0.0.1:41000"}}'), { udp: 41000, http: 41002 });
   t.equal(parseReadyLine('serving 2 datasets'), undefined, 'not JSON');
-  t.equal(parseReadyLine('{"datasets":2}'), undefined, 'JSON without ports');
+  t.equal(parseReadyLine('{"udp":1}'), undefined, 'not a ready line');
   t.equal(parseReadyLine('42'), undefined);
 });
 
-t.test('trainer metrics: steps, evals, tokens/s and accounting from the output folder', async (t) => {
+t.test('trainer metrics: steps, evals (the one before step 1 as step 0) and tokens/s from ndp train --out', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ndp-metrics-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(
     join(dir, 'metrics.jsonl'),
-    [
-      '{"step":1,"loss":5,"tokensPerSecond":100,"drops":{"frames":{"received":10,"dropped":{"augment":1}}}}',
-      '{"step":2,"loss":4,"tokensPerSecond":300,"drops":{"frames":{"received":20,"dropped":{"augment":2}}}}',
-      '{"step":2,"kind":"eval","loss":4.5}',
-      'not json',
-      '',
-    ].join('\n'),
+    ['{"step":1,"loss":5,"tokensPerSecond":100,"drops":0}', '{"step":2,"loss":4,"tokensPerSecond":300,"drops":0,"evalLoss":4.5}', ''].join('\n'),
   );
+  await writeFile(join(dir, 'summary.json'), '{"steps":2,"evalFirst":6,"evalLast":4.5,"tokensPerSecond":250}');
   const m = await readTrainerMetrics(dir);
   t.same(m.trainCurve, [
     { step: 1, loss: 5 },
     { step: 2, loss: 4 },
   ]);
-  t.same(m.evalCurve, [{ step: 2, loss: 4.5 }]);
-  t.equal(m.tokensPerSecond, 200, 'mean of the steps without a summary');
-  t.same(m.accounting, { 'frames.received': 20, 'frames.dropped.augment': 2 }, 'the last accounting seen');
-  await writeFile(join(dir, 'summary.json'), '{"tokensPerSecond":250,"accounting":{"samples":{"delivered":9}}}');
-  const withSummary = await readTrainerMetrics(dir);
-  t.equal(withSummary.tokensPerSecond, 250, 'the summary figure wins');
-  t.same(withSummary.accounting, { 'samples.delivered': 9 });
+  t.same(m.evalCurve, [
+    { step: 0, loss: 6 },
+    { step: 2, loss: 4.5 },
+  ]);
+  t.equal(m.tokensPerSecond, 250, "the trainer's own figure");
+  await writeFile(join(dir, 'metrics.jsonl'), 'not json\n');
+  await t.rejects(readTrainerMetrics(dir), SyntaxError, 'a broken metrics file fails the run, it is not skipped');
 });
 
 t.test('epochs to pull: enough rows for every step at the highest rate', async (t) => {
