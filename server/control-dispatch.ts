@@ -34,7 +34,9 @@ export function dispatchSessionMessage(manager: SessionManager, metrics: ServerM
   }
   const session = manager.get(message.session);
   if (session === undefined) {
-    metrics.drop('NDP_ERR_UNKNOWN_SESSION');
+    // A client's last CREDIT or BYE often crosses the server's BYE complete: count it apart from
+    // messages about sessions that never existed.
+    metrics.drop(manager.info(message.session) !== undefined ? 'NDP_ERR_SESSION_CLOSED' : 'NDP_ERR_UNKNOWN_SESSION');
     return;
   }
   if (session.link === undefined || session.link.peer !== peer) {

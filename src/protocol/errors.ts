@@ -71,6 +71,7 @@ export const ERROR_CODES = {
   NDP_ERR_UNAUTHORIZED: 'missing or wrong token (server started with --token); HTTP 401, REJECT, WebSocket close 4401',
   NDP_ERR_TOO_MANY_SESSIONS: 'the server holds --max-sessions sessions already; HTTP 503, REJECT',
   NDP_ERR_UNKNOWN_SESSION: 'no session with that id (HTTP 404; in-band: dropped and counted)',
+  NDP_ERR_SESSION_CLOSED: 'in-band message about a session that already ended (e.g. the client\'s BYE after BYE complete): dropped and counted',
   NDP_ERR_BAD_TICKET: 'SUBSCRIBE attach with a wrong, expired or already used ticket',
   NDP_ERR_BAD_COOKIE: 'UDP SUBSCRIBE without a valid address-validation cookie (missing, expired, other address)',
   NDP_ERR_SHORT_HELLO: 'UDP HELLO datagram under 256 bytes: dropped, a reply could amplify',

@@ -4,9 +4,9 @@
  * counts; a cursor resumes exactly; SIGTERM says BYE with a cursor and exits 0.
  */
 import t, { type Test } from 'tap';
-import { SRC } from '../../src/protocol/registry.js';
+import { CONTROL, SRC } from '../../src/protocol/registry.js';
 import { SessionPlan } from '../../server/session-plan.js';
-import { RawUdpClient, RawWsClient, makeDataset, runToEnd, sampleTokens, startServer, tempDir, type StreamCollector } from '../server/helpers.js';
+import { RawUdpClient, RawWsClient, http, makeDataset, runToEnd, sampleTokens, startServer, tempDir, type StreamCollector } from '../server/helpers.js';
 
 const N = 203;
 
@@ -41,6 +41,10 @@ t.test('one epoch over UDP and over WebSocket: complete, promised order', async 
   t.equal(udp.collector.bye?.reason, 'complete');
   t.equal(udp.collector.end?.nextSeq, udp.collector.ack, 'END nextSeq = everything acked');
   checkStream(t, udp.collector, expected, [0]);
+  // The client's own BYE after BYE complete is counted apart from messages for unknown sessions.
+  udp.collector.control({ t: CONTROL.BYE, session: udp.collector.session, reason: 'done' });
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal((await http(server.baseUrl, 'GET', '/healthz')).json.drops.session_closed, 1, 'late BYE counted as session_closed');
   udp.close();
 
   const ws = await RawWsClient.connect(server.ready.ws!);
