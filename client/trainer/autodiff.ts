@@ -55,7 +55,7 @@ export function gradients(graph: Graph, loss: Value, params: readonly Value[]): 
     if (dy === undefined) continue;
     const rule = GRADIENT_RULES[node.op];
     if (rule === undefined) throw new Error(`no gradient rule for ${node.op} (output ${out.name})`);
-    const grads = rule(graph, node, dy);
+    const grads = rule(graph, node, dy, node.inputs.map((inp) => dependsOnParam.has(inp.name)));
     node.inputs.forEach((inp, k) => {
       const gk = grads[k];
       if (gk === undefined || !dependsOnParam.has(inp.name)) return;

@@ -6,7 +6,16 @@
  */
 import { fmt, type Graph, type GraphNode, type Shape, type Value } from './graph.js';
 
-export type GradientRule = (g: Graph, node: GraphNode, gradOut: Value) => (Value | undefined)[];
+/**
+ * `wants[i]` says whether input i needs a gradient: a rule builds nothing for the others (ONNX
+ * Runtime does not prune unused nodes, so a dead gradient would still run every step).
+ */
+export type GradientRule = (g: Graph, node: GraphNode, gradOut: Value, wants: readonly boolean[]) => (Value | undefined)[];
+
+/** Builds input i's gradient only if it is wanted. */
+function only(wants: readonly boolean[], i: number, build: () => Value): Value | undefined {
+  return wants[i] === true ? build() : undefined;
+}
 
 function in0(node: GraphNode, i: number): Value {
   const v = node.inputs[i];
@@ -73,32 +82,28 @@ function swapLast(g: Graph, v: Value): Value {
 }
 
 /** dA = G·Bᵀ, dB = Aᵀ·G, folding broadcast batch dims of a rank-2 operand into the product. */
-const matMul: GradientRule = (g, node, dy) => {
+const matMul: GradientRule = (g, node, dy, wants) => {
   const a = in0(node, 0);
   const b = in0(node, 1);
-  let da: Value;
-  let db: Value;
   if (b.shape.length === 2 && a.shape.length > 2) {
     const k = a.shape[a.shape.length - 1] as number;
     const n = b.shape[1] as number;
-    da = g.matmul(dy, g.transpose(b, [1, 0]));
-    db = g.matmul(g.transpose(g.reshape(a, [-1, k]), [1, 0]), g.reshape(dy, [-1, n]));
-  } else {
-    da = sumToShape(g, g.matmul(dy, swapLast(g, b)), a.shape);
-    db = sumToShape(g, g.matmul(swapLast(g, a), dy), b.shape);
+    return [
+      only(wants, 0, () => g.matmul(dy, g.transpose(b, [1, 0]))),
+      only(wants, 1, () => g.matmul(g.transpose(g.reshape(a, [-1, k]), [1, 0]), g.reshape(dy, [-1, n]))),
+    ];
   }
-  return [da, db];
+  return [only(wants, 0, () => sumToShape(g, g.matmul(dy, swapLast(g, b)), a.shape)), only(wants, 1, () => sumToShape(g, g.matmul(swapLast(g, a), dy), b.shape))];
 };
 
 export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
   Identity: (_g, _n, dy) => [dy],
-  Add: (g, n, dy) => [sumToShape(g, dy, in0(n, 0).shape), sumToShape(g, dy, in0(n, 1).shape)],
-  Sub: (g, n, dy) => [sumToShape(g, dy, in0(n, 0).shape), sumToShape(g, g.neg(dy), in0(n, 1).shape)],
-  Mul: (g, n, dy) => [sumToShape(g, g.mul(dy, in0(n, 1)), in0(n, 0).shape), sumToShape(g, g.mul(dy, in0(n, 0)), in0(n, 1).shape)],
-  Div: (g, n, dy) => {
+  Add: (g, n, dy, w) => [only(w, 0, () => sumToShape(g, dy, in0(n, 0).shape)), only(w, 1, () => sumToShape(g, dy, in0(n, 1).shape))],
+  Sub: (g, n, dy, w) => [only(w, 0, () => sumToShape(g, dy, in0(n, 0).shape)), only(w, 1, () => sumToShape(g, g.neg(dy), in0(n, 1).shape))],
+  Mul: (g, n, dy, w) => [only(w, 0, () => sumToShape(g, g.mul(dy, in0(n, 1)), in0(n, 0).shape)), only(w, 1, () => sumToShape(g, g.mul(dy, in0(n, 0)), in0(n, 1).shape))],
+  Div: (g, n, dy, w) => {
     const b = in0(n, 1);
-    const da = g.div(dy, b);
-    return [sumToShape(g, da, in0(n, 0).shape), sumToShape(g, g.neg(g.mul(da, out0(n))), b.shape)];
+    return [only(w, 0, () => sumToShape(g, g.div(dy, b), in0(n, 0).shape)), only(w, 1, () => sumToShape(g, g.neg(g.mul(g.div(dy, b), out0(n))), b.shape))];
   },
   Neg: (g, _n, dy) => [g.neg(dy)],
   Exp: (g, n, dy) => [g.mul(dy, out0(n))],
@@ -113,10 +118,10 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
     return [g.mul(dy, g.mul(y, g.sub(g.scalar(1), y)))];
   },
   MatMul: matMul,
-  Gemm: (g, n, dy) => {
+  Gemm: (g, n, dy, w) => {
     if (attrInt(n, 'transB', 0) !== 1 || attrInt(n, 'transA', 0) !== 0) throw new Error('Gemm gradient: only transB=1');
     // y = a·bᵀ with a [M,K], b [N,K]: da = dy·b, db = dyᵀ·a.
-    return [g.matmul(dy, in0(n, 1)), g.matmul(g.transpose(dy, [1, 0]), in0(n, 0))];
+    return [only(w, 0, () => g.matmul(dy, in0(n, 1))), only(w, 1, () => g.matmul(g.transpose(dy, [1, 0]), in0(n, 0)))];
   },
   ReduceSum: (g, n, dy) => [unreduce(g, dy, in0(n, 0), constInts(g, in0(n, 1))), undefined],
   ReduceMean: (g, n, dy) => {
@@ -145,14 +150,14 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
   Reshape: (g, n, dy) => [g.reshape(dy, in0(n, 0).shape), undefined],
   Unsqueeze: (g, n, dy) => [g.reshape(dy, in0(n, 0).shape), undefined],
   Expand: (g, n, dy) => [sumToShape(g, dy, in0(n, 0).shape), undefined],
-  Concat: (g, n, dy) => {
+  Concat: (g, n, dy, w) => {
     const axis = attrInt(n, 'axis', 0);
     let start = 0;
-    return n.inputs.map((x) => {
+    return n.inputs.map((x, i) => {
       const len = x.shape[axis] as number;
-      const part = g.slice(dy, axis, start, start + len);
+      const from = start;
       start += len;
-      return part;
+      return only(w, i, () => g.slice(dy, axis, from, from + len));
     });
   },
   Slice: (g, n, dy) => {
@@ -190,9 +195,9 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
     if (idx.shape[axis < 0 ? axis + idx.shape.length : axis] === 1) g.sparseGradients.set(grad.name, { indices: idx, updates: dy, axis });
     return [grad, undefined];
   },
-  Where: (g, n, dy) => {
+  Where: (g, n, dy, w) => {
     const cond = in0(n, 0);
     const zero = g.scalar(0, dy.dtype);
-    return [undefined, sumToShape(g, g.where(cond, dy, zero), in0(n, 1).shape), sumToShape(g, g.where(cond, zero, dy), in0(n, 2).shape)];
+    return [undefined, only(w, 1, () => sumToShape(g, g.where(cond, dy, zero), in0(n, 1).shape)), only(w, 2, () => sumToShape(g, g.where(cond, zero, dy), in0(n, 2).shape))];
   },
 };
