@@ -3,7 +3,8 @@
  * mixing, resume from a cursor, reproducible fault injection, SIGTERM.
  */
 import t from 'tap';
-import { SRC } from '../../src/protocol/registry.js';
+import { writeFile } from 'node:fs/promises';
+import { DST, SRC } from '../../src/protocol/registry.js';
 import { SessionPlan } from '../../server/session-plan.js';
 import { RawUdpClient, RawWsClient, http, makeDataset, runToEnd, startServer, tempDir, type StreamCollector } from '../server/helpers.js';
 
@@ -190,4 +191,26 @@ t.test('SIGTERM: BYE shutdown with a cursor to every client, exit 0', async (t) 
   t.equal(ws.closeCode, 1001, 'WebSocket closed with 1001 going away');
   udp.close();
   t.match(server.stdout.at(-1) ?? '', /"stopped":true/);
+});
+
+t.test('routing rules from flags and a routes file: set-dst, drop (GONE routed), count', async (t) => {
+  const dir = await tempDir(t);
+  const code = await makeDataset(dir, 'code', 30, SRC.CODE_REPO);
+  const chat = await makeDataset(dir, 'chat', 10, SRC.CHAT, 5_000_000);
+  const routes = `${dir}/routes.json`;
+  await writeFile(routes, JSON.stringify([{ match: { src: 'CODE_REPO' }, action: 'count', name: 'code_frames' }]));
+  const server = await startServer(t, [code, chat], ['--routes', routes, '--route', 'src=CODE_REPO,action=set-dst:LORA', '--route', 'src=CHAT,action=drop']);
+  const c = await RawWsClient.connect(server.ready.ws!);
+  await c.open({});
+  await runToEnd(c.collector);
+  c.close();
+  t.equal(c.collector.samples.length, 30, 'only the code samples arrive');
+  t.ok(c.collector.samples.every((s) => s.src === SRC.CODE_REPO && s.dst === DST.LORA), 'with DST rewritten to LORA (CRC still good)');
+  const routedSeqs = c.collector.gone.filter((g) => g.reason === 'routed').reduce((n, g) => n + g.ranges.reduce((m, [a, b]) => m + b - a + 1, 0), 0);
+  t.equal(routedSeqs, c.collector.end!.counters.routedDrop, 'every dropped frame announced by GONE routed');
+  t.ok(routedSeqs >= 10, 'at least one frame per chat sample');
+  const metrics = (await http(server.baseUrl, 'GET', '/metrics')).json as string;
+  t.match(metrics, new RegExp(`ndp_routed_total\\{action="drop"\\} ${routedSeqs}`));
+  t.match(metrics, /ndp_route_matches_total\{rule="code_frames"\} \d+/);
+  t.equal(await server.stop(), 0);
 });
