@@ -5,6 +5,8 @@
  * Seqs start at 0 in every session; a stream of 2^32 frames is out of scope (the server ends first).
  */
 
+import { NackRetryTimer, type NackRetryOptions } from './nack-retry-timer.js';
+
 export type GiveUpReason = 'gone' | 'lost';
 
 export type MarkResult = 'new' | 'duplicate' | 'late';
@@ -23,18 +25,27 @@ export class SeqTracker {
   private readonly received = new Set<number>();
   /** seq → when it was noticed missing (ms); deleted when it arrives or is given up. */
   private readonly gapSince = new Map<number, number>();
-  /** seq → last time it was NACKed (ms). */
-  private readonly nackedAt = new Map<number, number>();
+  /** seq → last time it was NACKed (ms) and how many NACKs named it. */
+  private readonly nacked = new Map<number, { at: number; count: number }>();
+  /** When a NACKed seq is NACKed again: after the measured round trip (nack-retry-timer.ts). */
+  readonly retry: NackRetryTimer;
   /** Given-up seqs and why, kept until `prune` (sample attribution needs them after ack passed). */
   private readonly givenUp = new Map<number, GiveUpReason>();
 
-  /** Records the arrival of `seq` at time `now`. */
-  mark(seq: number, now: number): MarkResult {
+  constructor(retry: NackRetryOptions = {}) {
+    this.retry = new NackRetryTimer(retry);
+  }
+
+  /** Records the arrival of `seq` at time `now`; `retransmitted`: its frame carries the RETRANSMIT flag. */
+  mark(seq: number, now: number, retransmitted = false): MarkResult {
     if (seq < this.ack || this.received.has(seq)) return this.givenUp.has(seq) ? 'late' : 'duplicate';
     if (this.givenUp.has(seq)) return 'late';
     if (this.gapSince.delete(seq)) {
       this.repaired++;
-      this.nackedAt.delete(seq);
+      const nack = this.nacked.get(seq);
+      // Karn's rule: only a retransmission that answers the one NACK sent measures the round trip.
+      if (retransmitted && nack?.count === 1) this.retry.sample(now - nack.at);
+      this.nacked.delete(seq);
     }
     if (seq > this.maxSeq) {
       for (let s = this.maxSeq + 1; s < seq; s++) this.notice(s, now);
@@ -59,7 +70,7 @@ export class SeqTracker {
     for (let s = Math.max(first, this.ack); s <= top; s++) {
       if (this.received.has(s) || this.givenUp.has(s)) continue;
       this.gapSince.delete(s);
-      this.nackedAt.delete(s);
+      this.nacked.delete(s);
       this.givenUp.set(s, reason);
       n++;
     }
@@ -78,26 +89,36 @@ export class SeqTracker {
   }
 
   /**
-   * Missing seqs to NACK now: those noticed at least `delayMs` ago and not NACKed within
-   * `intervalMs`, as inclusive ranges, at most `maxRanges`. Marks them NACKed at `now`.
+   * Missing seqs to NACK now: those noticed at least `delayMs` ago and not NACKed within the retry
+   * wait (`retry.waitMs`), as inclusive ranges, at most `maxRanges`. Marks them NACKed at `now`.
    */
-  nackRanges(now: number, delayMs: number, intervalMs: number, maxRanges: number): Array<[number, number]> {
+  nackRanges(now: number, delayMs: number, maxRanges: number): Array<[number, number]> {
+    const wait = this.retry.waitMs;
     const due: number[] = [];
     for (const [seq, since] of this.gapSince) {
       if (now - since < delayMs) continue;
-      const last = this.nackedAt.get(seq);
-      if (last !== undefined && now - last < intervalMs) continue;
+      const last = this.nacked.get(seq);
+      if (last !== undefined && now - last.at < wait) continue;
       due.push(seq);
     }
     due.sort((a, b) => a - b);
     const ranges: Array<[number, number]> = [];
+    let repeated = false;
     for (const seq of due) {
       const tail = ranges[ranges.length - 1];
       if (tail !== undefined && tail[1] === seq - 1) tail[1] = seq;
       else if (ranges.length < maxRanges) ranges.push([seq, seq]);
       else break;
-      this.nackedAt.set(seq, now);
+      const last = this.nacked.get(seq);
+      if (last === undefined) {
+        this.nacked.set(seq, { at: now, count: 1 });
+      } else {
+        last.at = now;
+        last.count++;
+        repeated = true;
+      }
     }
+    if (repeated) this.retry.retried();
     return ranges;
   }
 

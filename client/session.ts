@@ -19,12 +19,13 @@ import { decodeControl, encodeControlFrame, type ControlMessage, type Cursor, ty
 import { NdpError } from '../src/protocol/errors.js';
 import { decodeFrame, readFrameAt, type DecodedFrame } from '../src/protocol/frame.js';
 import { Reassembler, sampleKey, type DroppedSample } from '../src/protocol/reassembler.js';
-import { CONTROL, DST, SRC, TYP } from '../src/protocol/registry.js';
+import { CONTROL, DST, SEGMENT_FLAG, SRC, TYP } from '../src/protocol/registry.js';
 import { decodeSampleBody } from '../src/protocol/sample-body.js';
 import { readTransportHeader, type TransportHeader } from '../src/protocol/transport-header.js';
 import type { Accounting, SampleDropReason } from './accounting.js';
 import { CrcDrop } from './crc-drop.js';
 import { DstDispatch } from './dst-dispatch.js';
+import { LoopClock } from './loop-clock.js';
 import { SeqTracker } from './seq-tracker.js';
 import type { Transport } from './transport.js';
 
@@ -74,11 +75,20 @@ export interface SessionOptions {
   readonly handshakeTries?: number;
   /** Timer tick for NACKs, credit and liveness, ms. Defaults to 10. */
   readonly tickMs?: number;
-  /** A gap is NACKed when noticed at least this long ago, ms. Defaults to 0 (next tick). */
+  /**
+   * A gap is NACKed when noticed at least this long ago, ms. Defaults to 0 (next tick). This and the
+   * NACK waits below run on a clock that stops while the event loop is blocked (loop-clock.ts).
+   */
   readonly nackDelayMs?: number;
-  /** A NACKed seq is NACKed again after this long without it, ms. Defaults to 50. */
+  /**
+   * A NACKed seq is NACKed again once its retransmission could have arrived: after the measured
+   * NACK → retransmission round trip (RFC 6298 timeout, doubled per repeat), never sooner than this, ms.
+   * Defaults to 50.
+   */
   readonly nackIntervalMs?: number;
-  /** Lossy sessions: a gap not filled within this long is given up (`lost`), even without GONE, ms. Defaults to 500. */
+  /** The most a NACKed seq waits before it is NACKed again, and the wait before a round trip was measured, ms. Defaults to 1,000. */
+  readonly nackMaxIntervalMs?: number;
+  /** Lossy sessions: a gap not filled within this long (event-loop stalls not counted) is given up (`lost`), even without GONE, ms. Defaults to 500. */
   readonly lossyGapTimeoutMs?: number;
   /** Nothing from the server for this long ends the session `silent` (the client resumes), ms. Defaults to max(3 × heartbeatMs, 3,000). */
   readonly deadAfterMs?: number;
@@ -128,7 +138,9 @@ export class Session {
   /** END's counters from the server (what it sent, retransmitted, injected), once END arrived. */
   endCounters: Record<string, number> | undefined;
   readonly ended: Promise<SessionEnd>;
-  readonly tracker = new SeqTracker();
+  readonly tracker: SeqTracker;
+  /** The tracker's time: wall time less event-loop stalls (loop-clock.ts). */
+  private readonly loopClock: LoopClock;
   readonly reassembler: Reassembler;
   readonly dispatch = new DstDispatch();
   private readonly crcDrop: CrcDrop;
@@ -161,10 +173,12 @@ export class Session {
     this.ended = new Promise((resolve) => {
       this.resolveEnded = resolve;
     });
+    this.tracker = new SeqTracker({ minMs: options.nackIntervalMs, maxMs: options.nackMaxIntervalMs });
     this.crcDrop = new CrcDrop({ rate: options.crcDropRate ?? 0, seed: options.crcDropSeed ?? 0 });
     this.reassembler = new Reassembler({ ...options.reassembly, onDrop: (d) => this.onReassemblyDrop(d) });
     this.creditLimit = accept.params.window;
     this.tickMs = options.tickMs ?? 10;
+    this.loopClock = new LoopClock(2 * this.tickMs);
     this.deadAfterMs = options.deadAfterMs ?? Math.max(3 * accept.heartbeatMs, 3000);
     for (const [dst, handler] of options.handlers ?? []) this.dispatch.on(dst, handler);
     this.dispatch.on(accept.params.dst, (frame) => this.onDataFrame(frame));
@@ -249,8 +263,9 @@ export class Session {
     }
     this.reassembler.expire();
     const lossy = this.accept.params.loss === 'lossy';
-    if (lossy && this.tracker.giveUpOlderThan(now - (this.options.lossyGapTimeoutMs ?? 500), 'lost') > 0) this.sendCredit(now);
-    const ranges = this.tracker.nackRanges(now, this.options.nackDelayMs ?? 0, this.options.nackIntervalMs ?? 50, MAX_NACK_RANGES);
+    const loopNow = this.loopClock.read(now);
+    if (lossy && this.tracker.giveUpOlderThan(loopNow - (this.options.lossyGapTimeoutMs ?? 500), 'lost') > 0) this.sendCredit(now);
+    const ranges = this.tracker.nackRanges(loopNow, this.options.nackDelayMs ?? 0, MAX_NACK_RANGES);
     if (ranges.length > 0) {
       for (const [a, b] of ranges) this.accounting.framesNacked += b - a + 1;
       this.send({ t: CONTROL.NACK, session: this.accept.session, ranges });
@@ -329,7 +344,7 @@ export class Session {
       return;
     }
     if (header.session !== this.accept.session || header.seq >= this.creditLimit + (this.options.windowSlack ?? 1024)) return;
-    if (this.tracker.mark(header.seq, performance.now()) === 'new') this.hints.set(header.seq, 'unrouted');
+    if (this.tracker.mark(header.seq, this.loopClock.read()) === 'new') this.hints.set(header.seq, 'unrouted');
   }
 
   private onControlFrame(frame: DecodedFrame): void {
@@ -350,7 +365,7 @@ export class Session {
     if (message.t === CONTROL.END) {
       const end = message as { nextSeq: number; counters?: Record<string, number> };
       if (end.nextSeq > this.creditLimit + (this.options.windowSlack ?? 1024)) return;
-      this.tracker.end(end.nextSeq, now);
+      this.tracker.end(end.nextSeq, this.loopClock.read(now));
       if (end.counters !== undefined) this.endCounters = end.counters;
       this.sendCredit(now);
     } else if (message.t === CONTROL.GONE) {
@@ -398,7 +413,7 @@ export class Session {
       this.accounting.dropFrame('augment');
       return;
     }
-    const mark = this.tracker.mark(header.seq, performance.now());
+    const mark = this.tracker.mark(header.seq, this.loopClock.read(), (header.flags & SEGMENT_FLAG.RETRANSMIT) !== 0);
     if (mark !== 'new') {
       this.accounting.dropFrame(mark);
       return;
