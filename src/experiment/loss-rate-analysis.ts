@@ -63,6 +63,8 @@ export interface Analysis {
   readonly conclusion: string;
   /** A note on statistical power with this many seeds. */
   readonly powerNote: string;
+  /** The same test on the final train loss (secondary: the train loss is measured on each run's own, differently thinned data). */
+  readonly trainNote: string;
   readonly baselinePresent: boolean;
 }
 
@@ -180,5 +182,12 @@ export function analyze(result: ExperimentResult): Analysis {
         (Number.isFinite(resolution)
           ? `the 95% confidence intervals of the differences are up to ±${resolution.toFixed(4)} wide, so smaller real effects cannot be told from noise, and "no significant difference" is not evidence of no effect.`
           : 'there is no spread estimate to size the effects it could detect.');
-  return { rates, comparisons, conclusion, powerNote, baselinePresent };
+  const trainComparisons = comparisons.filter((c) => c.metric === 'finalTrainLoss' && c.test !== undefined);
+  const trainNote =
+    trainComparisons.length === 0
+      ? ''
+      : `Final train loss, same test: ${trainComparisons
+          .map((c) => `${testTable(c)}${c.better ? ' (lower)' : c.worse ? ' (higher)' : ''}`)
+          .join('; ')}. The train loss is measured on each run's own batches, which loss thins differently, so it is secondary to the held-out loss.`;
+  return { rates, comparisons, conclusion, powerNote, trainNote, baselinePresent };
 }

@@ -3,7 +3,7 @@
  * conclusion, drop accounting), `loss-vs-step.svg`, `eval-loss-vs-rate.svg` and `runs.json` (the raw
  * `ExperimentResult`, from which all of the rest can be re-rendered).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ALPHA, type Analysis, type RateSummary, analyze } from './loss-rate-analysis.js';
 import type { ExperimentResult, RunRecord, StepPoint } from './loss-rate-result.js';
@@ -164,14 +164,15 @@ loss rate is run with ${p.seeds} seed${p.seeds === 1 ? '' : 's'} and compared wi
 **${analysis.conclusion}**
 
 ${analysis.powerNote}
-
+${analysis.trainNote === '' ? '' : `\n${analysis.trainNote}\n`}
 ## Results
 Mean ± sample std over seeds. Held-out eval loss: mean cross-entropy on the eval split (never trained on)
 after step ${p.steps}. Final train loss: mean training loss over the last ${Math.max(1, Math.ceil(p.steps / 10))} steps.
 Δ: mean over seeds of (eval loss at that rate − eval loss at 0% with the same seed), with its 95%
 confidence interval; Holm p: two-sided paired t-test p-value, Holm-adjusted over the rates compared
 (\`*\` = below α = ${ALPHA}); Welch p: the unpaired Welch test, unadjusted, as a cross-check. Train
-tokens/s: \`ndp train\`'s own figure (training only; the stream is a separate stage). Injected counts are
+tokens/s: \`ndp train\`'s own figure (training only; the stream is a separate stage); on a shared
+machine it follows the machine's load at the time of each run, not the loss rate. Injected counts are
 the injector's own exact counters, summed over seeds; realized rate = (dropped + corrupted) / seen.
 
 ${table(result, analysis)}
@@ -202,6 +203,11 @@ ${runsTable(result.runs)}
 - Model \`${p.model}\`, ${p.steps} steps, held-out eval (${p.evalBatches} batches) before the first step and every ${p.evalEvery} steps${p.trainArgs.length > 0 ? `, extra trainer arguments \`${p.trainArgs.join(' ')}\`` : ''}; ${p.parallel} run${p.parallel === 1 ? '' : 's'} at a time.
 - Raw data: [\`${REPORT_FILES.raw}\`](${REPORT_FILES.raw}) (every run, every step, the exact commands).
 `;
+}
+
+/** Reads a `runs.json`; the nulls JSON made of NaN (a failed run's losses) become NaN again. */
+export async function readExperimentResult(path: string): Promise<ExperimentResult> {
+  return JSON.parse(await readFile(path, 'utf8'), (_key, value: unknown) => (value === null ? Number.NaN : value)) as ExperimentResult;
 }
 
 /** Writes the whole report folder (created if missing); returns the paths written. */

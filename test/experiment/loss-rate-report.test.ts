@@ -8,7 +8,16 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyze } from '../../src/experiment/loss-rate-analysis.js';
-import { REPORT_FILES, evalVsRateSvg, lossCurvesSvg, meanCurve, renderReport, smooth, writeReport } from '../../src/experiment/loss-rate-report.js';
+import {
+  REPORT_FILES,
+  evalVsRateSvg,
+  lossCurvesSvg,
+  meanCurve,
+  readExperimentResult,
+  renderReport,
+  smooth,
+  writeReport,
+} from '../../src/experiment/loss-rate-report.js';
 import type { ExperimentResult, RunRecord } from '../../src/experiment/loss-rate-result.js';
 import { escapeXml, niceTicks } from '../../src/experiment/svg-plot.js';
 
@@ -230,4 +239,16 @@ t.test('writeReport writes the folder; REPORT.md has command, table numbers and 
   t.same(JSON.parse(await readFile(join(out, REPORT_FILES.raw), 'utf8')), r);
   checkXml(await readFile(join(out, REPORT_FILES.lossCurves), 'utf8'));
   checkXml(await readFile(join(out, REPORT_FILES.evalVsRate), 'utf8'));
+});
+
+t.test('runs.json reads back for a re-render, NaN of failed runs included', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'ndp-report-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const r = result([0, 0.05], 2, () => 2, 0.1);
+  const failed = { ...r, runs: r.runs.map((run, i) => (i === 1 ? { ...run, ok: false, error: 'boom', finalEvalLoss: Number.NaN, tokensPerSecond: Number.NaN } : run)) };
+  await writeReport(dir, failed);
+  const back = await readExperimentResult(join(dir, REPORT_FILES.raw));
+  t.ok(Number.isNaN(back.runs[1]!.finalEvalLoss), 'null in JSON is NaN again');
+  t.equal(back.runs[1]!.error, 'boom');
+  t.equal(renderReport(back), renderReport(failed), 'the same report from the raw data');
 });

@@ -11,7 +11,7 @@ import { NdpError, isNdpError } from '../../protocol/errors.js';
 import { analyze } from '../../experiment/loss-rate-analysis.js';
 import { type LossPlace, LOSS_PLACES } from '../../experiment/loss-rate-result.js';
 import { DEFAULT_RUN_TIMEOUT_SECONDS, type FaultKind, type LossRateOptions, killLiveChildren, runLossRate } from '../../experiment/loss-rate.js';
-import { REPORT_FILES, writeReport } from '../../experiment/loss-rate-report.js';
+import { REPORT_FILES, readExperimentResult, writeReport } from '../../experiment/loss-rate-report.js';
 import { NetworkLab } from '../../experiment/network-lab.js';
 import { buildDemoData } from '../../dataset/demo-data.js';
 
@@ -37,6 +37,7 @@ export const DEFAULTS = {
 export const LIMITS = { rates: 32, seeds: 100, steps: 1_000_000, parallel: 64, evalBatches: 10_000 } as const;
 
 export const usage = `usage: ndp experiment loss-rate [options] [-- extra ndp train arguments]
+       ndp experiment report DIR   (re-render DIR's REPORT.md and plots from DIR/runs.json)
 
 Runs, per (loss rate, seed), the product's own commands: \`ndp serve\` + \`ndp pull\` stream the data
 over UDP through a lossy session with frames lost at that rate, then \`ndp train --data\` trains a
@@ -215,8 +216,26 @@ async function lossRate(argv: string[]): Promise<number> {
   }
 }
 
+/** Re-renders a report folder from its runs.json (after a change to the report, with no rerun). */
+async function rerender(dir: string | undefined): Promise<number> {
+  if (dir === undefined) bad('ndp experiment report DIR: the report folder is missing');
+  const result = await readExperimentResult(join(dir, REPORT_FILES.raw));
+  await writeReport(dir, result);
+  process.stdout.write(`${analyze(result).conclusion}\nreport: ${join(dir, REPORT_FILES.report)}\n`);
+  return 0;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === 'report') {
+    try {
+      return await rerender(rest[0]);
+    } catch (err) {
+      if (!isNdpError(err, 'NDP_ERR_EXPERIMENT_BAD_OPTION')) throw err;
+      process.stderr.write(`ndp experiment: ${err.code}: ${err.message}\n`);
+      return 2;
+    }
+  }
   if (sub !== 'loss-rate') {
     process.stderr.write(`ndp experiment: unknown experiment '${sub ?? ''}'\n${usage}\n`);
     return 2;
