@@ -43,3 +43,13 @@ t.test('bad input: not a capture (1), missing file (1), bad options (2)', async 
   const badFlag = ndp([garbage, '--frobnicate']);
   t.equal(badFlag.status, 2);
 });
+
+t.test('--help after a capture file lists the capture options (and the .ndp ones): exit 0', async (t) => {
+  for (const args of [['x.pcap', '--help'], ['--help'], ['x.ndp', '-h']]) {
+    const help = ndp(args);
+    t.equal(help.status, 0, args.join(' '));
+    t.match(help.stdout, /usage: ndp inspect FILE\.pcap\|FILE\.pcapng/, 'the capture usage');
+    t.match(help.stdout, /--udp-port N/, 'a capture option');
+    t.match(help.stdout, /--reindex/, 'an .ndp option');
+  }
+});

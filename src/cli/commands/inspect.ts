@@ -7,13 +7,14 @@
  */
 import { extname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { run as inspectCapture, usage as captureUsage } from '../../capture/inspect-pcap.js';
 import { openNdpFile, type NdpFile } from '../../dataset/ndp-file.js';
 import { reindexNdpFile } from '../../dataset/reindex.js';
 import { loadTokenizer, type TextTokenizer } from '../../dataset/tokenizer.js';
 import { codeName } from '../../protocol/registry.js';
 
+// `ndp inspect FILE.pcap --help` prints this too (main.ts answers --help for every command): both halves.
 export const usage = `usage: ndp inspect FILE.ndp|FILE.qubgpu [options]
-       ndp inspect FILE.pcap|FILE.pcapng [options]   (packet captures: src/capture/inspect-pcap.ts; README 'Debugging with packet captures')
 
 Summarizes a sample file: header, tokenizer, counts, token-length histogram, CRC status of every
 sample (reads the whole file once). A legacy .qubgpu file (v1 frames, no header) is indexed by
@@ -28,7 +29,11 @@ options:
     --decode             add "text" (decoded with the embedded tokenizer, or --tokenizer DIR)
     --tokenizer qwen3|DIR
   --reindex              rebuild the file from its frames, keeping every intact sample
-    --out FILE           write the rebuilt file there instead of replacing FILE`;
+    --out FILE           write the rebuilt file there instead of replacing FILE
+
+${captureUsage}
+
+README 'Debugging with packet captures' shows captures in use.`;
 
 /** Histogram buckets: token counts up to 1, 2, 4, … (powers of two). */
 function bucketOf(tokens: number): number {
@@ -131,16 +136,7 @@ async function printSamples(file: NdpFile, from: number, count: number | undefin
 
 export async function run(argv: string[]): Promise<number> {
   const target = argv.find((a) => !a.startsWith('-'));
-  if (target !== undefined && /^\.pcap(ng)?$/i.test(extname(target))) {
-    let pcap: { run(argv: string[]): Promise<number> };
-    try {
-      pcap = (await import('../../capture/inspect-pcap.js')) as { run(argv: string[]): Promise<number> };
-    } catch (err) {
-      process.stderr.write(`ndp inspect: packet captures are read by src/capture/inspect-pcap.ts, which is not available in this build (${(err as Error).message})\n`);
-      return 1;
-    }
-    return pcap.run(argv);
-  }
+  if (target !== undefined && /^\.pcap(ng)?$/i.test(extname(target))) return inspectCapture(argv);
   let values;
   let positionals: string[];
   try {
