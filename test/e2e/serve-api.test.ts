@@ -5,9 +5,10 @@
  * eviction answered with GONE, ticket expiry, handshake timeout.
  */
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { CONTROL, DST, SRC } from '../../src/protocol/registry.js';
 import type { ControlMessage } from '../../src/protocol/control.js';
-import { RawUdpClient, RawWsClient, http, makeDataset, runToEnd, startServer, tempDir } from '../server/helpers.js';
+import { CLI, RawUdpClient, RawWsClient, http, makeDataset, runToEnd, startServer, tempDir } from '../server/helpers.js';
 
 const settle = (ms = 300) => new Promise((r) => setTimeout(r, ms));
 
@@ -156,5 +157,26 @@ t.test('rate limits: a session and the whole server never send faster than their
   // Each session alone could send 1,000,000 B/s: only the server-wide bucket holds the sum down.
   t.ok(sum > 0 && sum <= total * elapsed + 131_072 + 2 * 1472, `two sessions: ${sum} B in ${elapsed.toFixed(2)} s <= --max-total-rate x time + burst`);
   for (const c of clients) c.close();
+  t.equal(await server.stop(), 0);
+});
+
+t.test('ndp serve refuses bad options (exit 2) and unreadable files or busy ports (exit 1) with a clear message', async (t) => {
+  const dir = await tempDir(t);
+  const file = await makeDataset(dir, 'text', 3);
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; err: string }>((resolve) => {
+      const p = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      p.on('exit', (code) => resolve({ code, err }));
+    });
+  t.match(await run([]), { code: 2, err: /NDP_ERR_SERVER_OPTION: name at least one \.ndp file/ });
+  t.match(await run([file, '--udp', '70000']), { code: 2, err: /--udp must be an integer 0\.\.65535/ });
+  t.match(await run([file, '--inject-drop', '2']), { code: 2, err: /--inject-drop must be a number in \[0, 1\]/ });
+  t.match(await run([file, '--route', 'src=NOPE,action=drop']), { code: 2, err: /NDP_ERR_BAD_ROUTE/ });
+  t.match(await run([file, '--tls-cert', file]), { code: 2, err: /--tls-cert and --tls-key go together/ });
+  t.match(await run([`${dir}/missing.ndp`, '--udp', '0', '--ws', '0', '--http', '0']), { code: 1, err: /ENOENT|no such file/ });
+  const server = await startServer(t, [file]);
+  t.match(await run([file, '--udp', '0', '--ws', '0', '--http', String(server.ready.http)]), { code: 1, err: /EADDRINUSE/ }, 'a busy port is a startup error');
   t.equal(await server.stop(), 0);
 });

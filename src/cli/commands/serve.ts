@@ -141,7 +141,7 @@ export async function parseServeArgs(argv: string[]): Promise<{ files: string[];
   if ((v['tls-cert'] === undefined) !== (v['tls-key'] === undefined)) bad('--tls-cert and --tls-key go together');
   if (v['tls-cert'] !== undefined) options.tls = { cert: await readFile(v['tls-cert'] as string), key: await readFile(v['tls-key'] as string) };
   const routes: RouteRule[] = v.routes === undefined ? [] : parseRoutesJson(await readFile(v.routes as string, 'utf8'));
-  for (const [i, text] of ((v.route as string[] | undefined) ?? []).entries()) routes.push(parseRouteFlag(text, routes.length + i));
+  for (const text of (v.route as string[] | undefined) ?? []) routes.push(parseRouteFlag(text, routes.length));
   options.routes = routes;
   const drop = probability('inject-drop', v['inject-drop'] as string | undefined) ?? 0;
   const corrupt = probability('inject-corrupt', v['inject-corrupt'] as string | undefined) ?? 0;
