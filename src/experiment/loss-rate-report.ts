@@ -67,7 +67,7 @@ export function lossCurvesSvg(result: ExperimentResult): string {
   );
 }
 
-export function evalVsRateSvg(result: ExperimentResult, analysis: Analysis): string {
+export function evalVsRateSvg(analysis: Analysis): string {
   return errorBarChart(
     { title: 'Held-out eval loss after the last step vs loss rate (mean ± std over seeds)', xLabel: 'loss rate', yLabel: 'eval loss (nats/token)', xFormat: pct },
     'eval loss',
@@ -81,7 +81,7 @@ function accountingColumns(rates: readonly RateSummary[]): string[] {
   return [...keys].sort();
 }
 
-function table(result: ExperimentResult, analysis: Analysis): string {
+function table(analysis: Analysis): string {
   const cmp = new Map(analysis.comparisons.filter((c) => c.metric === 'finalEvalLoss').map((c) => [c.rate, c]));
   const lines = [
     '| rate | runs | held-out eval loss | Δ eval vs 0%, paired [95% CI] | Holm p | Welch p | final train loss | train tokens/s | samples delivered | injected: seen / dropped / corrupted | realized rate |',
@@ -175,7 +175,7 @@ tokens/s: \`ndp train\`'s own figure (training only; the stream is a separate st
 machine it follows the machine's load at the time of each run, not the loss rate. Injected counts are
 the injector's own exact counters, summed over seeds; realized rate = (dropped + corrupted) / seen.
 
-${table(result, analysis)}
+${table(analysis)}
 
 ![loss vs step](${REPORT_FILES.lossCurves})
 
@@ -217,7 +217,7 @@ export async function writeReport(dir: string, result: ExperimentResult): Promis
   const files: Array<[string, string]> = [
     [REPORT_FILES.raw, JSON.stringify(result, null, 2) + '\n'],
     [REPORT_FILES.lossCurves, lossCurvesSvg(result)],
-    [REPORT_FILES.evalVsRate, evalVsRateSvg(result, analysis)],
+    [REPORT_FILES.evalVsRate, evalVsRateSvg(analysis)],
     [REPORT_FILES.report, renderReport(result, analysis)],
   ];
   const written: string[] = [];

@@ -213,7 +213,7 @@ t.test('SVG plots are well-formed and show their data', async (t) => {
   t.equal(names.filter((n) => n === 'polyline').length, 6, 'train and eval line for each of 3 rates');
   t.equal(names.filter((n) => n === 'polygon').length, 3, 'an eval ± std band per rate');
   for (const label of ['train 0%', 'eval 5%', 'eval 20%']) t.match(curves, label);
-  const bars = evalVsRateSvg(r, a);
+  const bars = evalVsRateSvg(a);
   const barNames = checkXml(bars);
   t.equal(barNames.filter((n) => n === 'circle').length, 3);
   for (const rate of a.rates) t.match(bars, `${rate.evalLoss.mean.toFixed(4)} ± ${rate.evalLoss.std.toFixed(4)}`, 'each mean ± std is in a tooltip');
