@@ -113,6 +113,7 @@ export async function run(argv: string[]): Promise<number> {
   const url = values.transport === 'udp' ? `udp://127.0.0.1:${ready.udp}` : `ws://127.0.0.1:${ready.ws}`;
   const out = join(dir, 'train-out');
   let trained: { code: number; stdout: string };
+  let serverCode: number | null;
   try {
     process.stderr.write(`[3/3] ndp train --server ${url}\n`);
     trained = await runTrain([
@@ -128,8 +129,7 @@ export async function run(argv: string[]): Promise<number> {
       '--json',
     ]);
   } finally {
-    const code = await stopServer(server);
-    if (code !== 0) process.stderr.write(`ndp quickstart: ndp serve exited with code ${code} on SIGTERM\n`);
+    serverCode = await stopServer(server);
   }
   if (trained.code !== 0) {
     process.stderr.write(`ndp quickstart: ndp train failed (exit ${trained.code})\n`);
@@ -151,5 +151,9 @@ export async function run(argv: string[]): Promise<number> {
     '',
   ];
   process.stdout.write(lines.join('\n'));
+  if (serverCode !== 0) {
+    process.stderr.write(`ndp quickstart: ndp serve exited with code ${serverCode} on SIGTERM\n`);
+    return 1;
+  }
   return 0;
 }
