@@ -289,24 +289,7 @@ export class Session {
       }
       this.onFrame(frame);
     } else {
-      // NDP.md §7.2: a message holds whole frames; a frame never spans two messages.
-      let offset = 0;
-      while (offset < bytes.length) {
-        let read: ReturnType<typeof readFrameAt>;
-        try {
-          read = readFrameAt(bytes, offset);
-        } catch {
-          read = undefined;
-        }
-        if (read === undefined) {
-          // The rest of the message is not a whole frame: one malformed unit, counted once.
-          this.accounting.framesReceived++;
-          this.accounting.dropFrame('malformed');
-          break;
-        }
-        offset = read.end;
-        this.onFrame(read.frame);
-      }
+      for (const { frame } of framesOf(bytes, this.accounting)) this.onFrame(frame);
     }
     this.drain();
   }
@@ -669,22 +652,7 @@ class Handshake {
       this.keepEarly(bytes);
       return;
     }
-    let offset = 0;
-    while (offset < bytes.length) {
-      let read: ReturnType<typeof readFrameAt>;
-      try {
-        read = readFrameAt(bytes, offset);
-      } catch {
-        read = undefined;
-      }
-      if (read === undefined) {
-        // Not a frame (or a torn one): nothing a handshake can use; counted once per datagram/message rest.
-        this.accounting.framesReceived++;
-        this.accounting.dropFrame('malformed');
-        break;
-      }
-      offset = read.end;
-      const { frame } = read;
+    for (const { frame, end } of framesOf(bytes, this.accounting)) {
       if (frame.crcOk && frame.typ === TYP.CONTROL && frame.dst === DST.CONTROL) {
         try {
           const message = decodeControl(frame.payload);
@@ -693,7 +661,7 @@ class Handshake {
           this.waiter?.(message);
           if (this.waiter === undefined) {
             // ACCEPT just resolved: the rest of this message belongs to the session.
-            if (offset < bytes.length) this.keepEarly(bytes.subarray(offset));
+            if (end < bytes.length) this.keepEarly(bytes.subarray(end));
             return;
           }
           continue;
@@ -705,6 +673,30 @@ class Handshake {
       this.accounting.framesReceived++;
       this.accounting.dropFrame(frame.crcOk ? 'foreign' : 'crc');
     }
+  }
+}
+
+/**
+ * The whole frames of one datagram or WebSocket message, in order (NDP.md §7.2: a message holds whole
+ * frames; a frame never spans two). A rest that is not a whole frame is one `malformed` unit, counted
+ * once, and ends the walk: nothing after a broken frame can be found again reliably.
+ */
+function* framesOf(bytes: Uint8Array, accounting: Accounting): Generator<{ readonly frame: DecodedFrame; readonly end: number }> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    let read: ReturnType<typeof readFrameAt>;
+    try {
+      read = readFrameAt(bytes, offset);
+    } catch {
+      read = undefined;
+    }
+    if (read === undefined) {
+      accounting.framesReceived++;
+      accounting.dropFrame('malformed');
+      return;
+    }
+    offset = read.end;
+    yield read;
   }
 }
 
