@@ -135,6 +135,12 @@ t.test('--on-error fail and unreadable inputs exit non-zero and leave no output'
   t.notOk(await exists(join(dir, 'broken.ndp')));
   const usage = await ndp(['convert', 'only-one-arg.ndp']);
   t.equal(usage.code, 2);
+  const badWorkers = await ndp(['convert', 'mixed.jsonl', 'w.ndp', '--workers', '1.5']);
+  t.equal(badWorkers.code, 2);
+  t.match(badWorkers.stderr, /--workers must be an integer ≥ 0, got '1\.5'/);
+  const badCount = await ndp(['inspect', 'w.ndp', '--samples', '--count=-1']);
+  t.equal(badCount.code, 2);
+  t.match(badCount.stderr, /--count must be an integer ≥ 0, got '-1'/);
 });
 
 t.test('worker threads give a byte-identical file', async (t) => {

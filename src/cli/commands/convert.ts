@@ -11,6 +11,7 @@ import { convertToNdp, type ConvertOptions, type ConvertSummary } from '../../da
 import type { OverflowPolicy } from '../../dataset/tokenize-record.js';
 import type { TokenizerEngine } from '../../dataset/tokenizer.js';
 import { parseCode } from '../../protocol/registry.js';
+import { intFlag } from '../int-flag.js';
 
 export const usage = `usage: ndp convert IN... OUT.ndp [options]
 
@@ -37,13 +38,6 @@ options:
   --workers N             worker threads (default: all cores; 0 for inputs under 1 MiB)
   --json                  print the summary as JSON
   --quiet                 do not list skipped records (the summary still counts them)`;
-
-function positiveInt(name: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be an integer ≥ 0, got '${text}'`);
-  return n;
-}
 
 function humanSummary(s: ConvertSummary): string {
   const lines = [
@@ -98,15 +92,15 @@ export async function run(argv: string[]): Promise<number> {
     options = {
       tokenizer: values.tokenizer ?? 'qwen3',
       engine: engine as TokenizerEngine,
-      maxTokens: positiveInt('max-tokens', values['max-tokens'], 0),
+      maxTokens: intFlag('max-tokens', values['max-tokens']) ?? 0,
       overflow: overflow as OverflowPolicy,
       onError,
       ...(values.src !== undefined ? { src: parseCode('src', values.src) } : {}),
       ...(values.dst !== undefined ? { dst: parseCode('dst', values.dst) } : {}),
       ...(values.name !== undefined ? { name: values.name } : {}),
       ...(values.glob !== undefined ? { globs: values.glob } : {}),
-      maxFileBytes: positiveInt('max-file-bytes', values['max-file-bytes'], 1024 * 1024),
-      ...(values.workers !== undefined ? { workers: positiveInt('workers', values.workers, 0) } : {}),
+      maxFileBytes: intFlag('max-file-bytes', values['max-file-bytes']) ?? 1024 * 1024,
+      ...(values.workers !== undefined ? { workers: intFlag('workers', values.workers) } : {}),
     };
   } catch (err) {
     process.stderr.write(`ndp convert: ${(err as Error).message}\n`);

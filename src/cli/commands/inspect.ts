@@ -12,6 +12,7 @@ import { openNdpFile, type NdpFile } from '../../dataset/ndp-file.js';
 import { reindexNdpFile } from '../../dataset/reindex.js';
 import { loadTokenizer, type TextTokenizer } from '../../dataset/tokenizer.js';
 import { codeName } from '../../protocol/registry.js';
+import { intFlag } from '../int-flag.js';
 
 // `ndp inspect FILE.pcap --help` prints this too (main.ts answers --help for every command): both halves.
 export const usage = `usage: ndp inspect FILE.ndp|FILE.qubgpu [options]
@@ -164,10 +165,13 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`ndp inspect: needs exactly one file\n${usage}\n`);
     return 2;
   }
-  const from = Number(values.from ?? 0);
-  const count = values.count === undefined ? undefined : Number(values.count);
-  if (!Number.isInteger(from) || from < 0 || (count !== undefined && (!Number.isInteger(count) || count < 0))) {
-    process.stderr.write('ndp inspect: --from and --count must be integers ≥ 0\n');
+  let from: number;
+  let count: number | undefined;
+  try {
+    from = intFlag('from', values.from) ?? 0;
+    count = intFlag('count', values.count);
+  } catch (err) {
+    process.stderr.write(`ndp inspect: ${(err as Error).message}\n`);
     return 2;
   }
   const fail = (err: unknown): number => {

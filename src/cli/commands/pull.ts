@@ -10,10 +10,10 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { connect, type ClientStatus } from '../../../client/client.js';
 import type { SessionParams } from '../../protocol/control.js';
-import { NdpError } from '../../protocol/errors.js';
 import { openPcapTap, PCAP_OPTIONS, PCAP_USAGE } from '../../capture/pcap-cli-options.js';
 import type { CaptureTap } from '../../capture/tap.js';
 import { codeName } from '../../protocol/registry.js';
+import { intFlag } from '../int-flag.js';
 
 export const usage = `usage: ndp pull --server URL [options]
 
@@ -43,13 +43,6 @@ ${PCAP_USAGE}
 
 The final stats object is always printed on standard error (one JSON line) unless --quiet.
 Exit status: 0 complete, 1 unreachable / refused / ended early, 2 bad options.`;
-
-function int(name: string, text: string | undefined, min = 0): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new NdpError('NDP_ERR_BAD_URL', `--${name} must be an integer ≥ ${min}, got '${text}'`);
-  return n;
-}
 
 export async function run(argv: string[]): Promise<number> {
   let values;
@@ -105,15 +98,15 @@ export async function run(argv: string[]): Promise<number> {
       if (m === null) return fail(`--cursor must be EPOCH:POSITION, got '${values.cursor}'`);
       cursor = { epoch: Number(m[1]), position: Number(m[2]) };
     }
-    const rank = int('rank', values.rank);
-    const world = int('world', values.world, 1);
-    const epochs = int('epochs', values.epochs, 1);
-    const seed = int('seed', values.seed);
-    const window = int('window', values.window, 1);
-    const datagram = int('datagram', values.datagram, 1);
-    const rate = int('rate', values.rate, 1);
-    crcDropSeed = int('crc-drop-seed', values['crc-drop-seed']);
-    reconnectAttempts = int('reconnect-attempts', values['reconnect-attempts']);
+    const rank = intFlag('rank', values.rank);
+    const world = intFlag('world', values.world, 1);
+    const epochs = intFlag('epochs', values.epochs, 1);
+    const seed = intFlag('seed', values.seed);
+    const window = intFlag('window', values.window, 1);
+    const datagram = intFlag('datagram', values.datagram, 1);
+    const rate = intFlag('rate', values.rate, 1);
+    crcDropSeed = intFlag('crc-drop-seed', values['crc-drop-seed']);
+    reconnectAttempts = intFlag('reconnect-attempts', values['reconnect-attempts']);
     params = {
       ...(values.dataset !== undefined ? { sources: values.dataset.map((dataset) => ({ dataset })) } : {}),
       ...(rank !== undefined ? { rank } : {}),
