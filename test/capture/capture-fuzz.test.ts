@@ -3,8 +3,7 @@
  * (or report malformed units), never anything else; random payloads with valid CRCs never make the
  * Lua dissector raise a Lua error.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import t from 'tap';
 import { captureFrames } from '../../src/capture/capture-frames.js';
@@ -14,9 +13,9 @@ import { isNdpError } from '../../src/protocol/errors.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { DST, SRC, TYP } from '../../src/protocol/registry.js';
 import { tshark, tsharkMissing } from './tshark.js';
+import { tempDir } from '../temp-dir.js';
 
-const dir = mkdtempSync(`${tmpdir()}/ndp-capture-fuzz-`);
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-capture-fuzz-');
 
 const client = { address: '127.0.0.1', port: 50000 };
 const server = { address: '127.0.0.1', port: 7401 };

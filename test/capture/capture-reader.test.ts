@@ -1,7 +1,6 @@
 /** Reading captures: pcap in both byte orders and resolutions, pcapng blocks, link types, damage. */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import t from 'tap';
 import { captureFrames } from '../../src/capture/capture-frames.js';
 import { readCapture, type CaptureInfo } from '../../src/capture/capture-reader.js';
@@ -12,9 +11,9 @@ import { PcapWriter } from '../../src/capture/pcap-writer.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { DST, SRC, TYP } from '../../src/protocol/registry.js';
 import { tsharkMissing } from './tshark.js';
+import { tempDir } from '../temp-dir.js';
 
-const dir = mkdtempSync(`${tmpdir()}/ndp-capture-reader-`);
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-capture-reader-');
 let n = 0;
 const file = (bytes: Uint8Array, ext = 'pcap'): string => {
   const p = `${dir}/f${n++}.${ext}`;

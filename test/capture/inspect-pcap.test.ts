@@ -1,15 +1,14 @@
 /** `ndp inspect FILE.pcap` through the real CLI (a child process): exit codes and messages on bad input. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import t from 'tap';
 import { PcapWriter } from '../../src/capture/pcap-writer.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { DST, SRC, TYP } from '../../src/protocol/registry.js';
 import { REPO_ROOT } from './tshark.js';
+import { tempDir } from '../temp-dir.js';
 
-const dir = mkdtempSync(`${tmpdir()}/ndp-inspect-pcap-`);
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-inspect-pcap-');
 const ndp = (args: string[]): { status: number | null; stdout: string; stderr: string } =>
   spawnSync(process.execPath, [`${REPO_ROOT}dist/src/cli/main.js`, 'inspect', ...args], { encoding: 'utf8' });
 

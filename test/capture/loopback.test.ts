@@ -4,16 +4,14 @@
  * receiving endpoint counted, `ndp inspect`, and tshark with the generated Lua dissector.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import t from 'tap';
 import { captureFrames, type CaptureRecord, type FrameRecord } from '../../src/capture/capture-frames.js';
 import { CaptureSummarizer, type CaptureSummary } from '../../src/capture/capture-summary.js';
 import { runLoopbackSessions, type LoopbackRun } from './loopback-session.js';
 import { REPO_ROOT, tshark, tsharkFields, tsharkMissing } from './tshark.js';
+import { tempDir } from '../temp-dir.js';
 
-const dir = mkdtempSync(`${tmpdir()}/ndp-capture-`);
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-capture-');
 
 let run: LoopbackRun;
 t.before(async () => {

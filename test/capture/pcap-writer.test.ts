@@ -1,6 +1,5 @@
 /** The pcap writer: exact header bytes, checksums, addresses, and every limit at its edge. */
-import { readFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import t from 'tap';
 import { captureFrames } from '../../src/capture/capture-frames.js';
 import { readCapture } from '../../src/capture/capture-reader.js';
@@ -11,9 +10,9 @@ import { decodePacket, LINKTYPE } from '../../src/capture/packet-decode.js';
 import { LINKTYPE_RAW, MAX_SNAPLEN, PCAP_GLOBAL_HEADER_BYTES, PCAP_RECORD_HEADER_BYTES, PcapWriter, rotatedPath } from '../../src/capture/pcap-writer.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { DST, SRC, TYP } from '../../src/protocol/registry.js';
+import { tempDir } from '../temp-dir.js';
 
-const dir = mkdtempSync(`${tmpdir()}/ndp-pcap-writer-`);
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-pcap-writer-');
 let n = 0;
 const path = (): string => `${dir}/w${n++}.pcap`;
 

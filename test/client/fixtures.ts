@@ -3,8 +3,6 @@
  * the dataset writer), and a real data server process (`ndp serve`) on loopback port 0.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -19,12 +17,7 @@ export interface KnownSample {
   readonly lossMask: number[];
 }
 
-/** A temp dir removed at teardown. */
-export function tempDir(t: { teardown(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ndp-client-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export { tempDir } from '../temp-dir.js';
 
 /**
  * Writes `count` samples of varied length (1 … maxTokens tokens, so many span several 1472-byte

@@ -1,18 +1,17 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { openNdpFile } from '../../src/dataset/ndp-file.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { DST, SRC, TYP } from '../../src/protocol/registry.js';
+import { tempDir } from '../temp-dir.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const cli = join(root, 'dist/src/cli/main.js');
-const dir = await mkdtemp(join(tmpdir(), 'ndp-convert-'));
-t.teardown(() => rm(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-convert-');
 
 function ndp(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -1,14 +1,13 @@
 import t from 'tap';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildDemoData } from '../../src/dataset/demo-data.js';
 import { openNdpFile } from '../../src/dataset/ndp-file.js';
 import { DST, SRC } from '../../src/protocol/registry.js';
 import { loadTokenizer } from '../../src/dataset/tokenizer.js';
+import { tempDir } from '../temp-dir.js';
 
-const dir = await mkdtemp(join(tmpdir(), 'ndp-demo-'));
-t.teardown(() => rm(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-demo-');
 const options = { trainSamples: 300, evalSamples: 40, codeFiles: 6, codeBytes: 64 * 1024 };
 
 t.test('train and held-out eval splits, code from the dependencies, deterministic, reused', async (t) => {

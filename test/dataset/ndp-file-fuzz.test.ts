@@ -6,8 +6,7 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NdpError } from '../../src/protocol/errors.js';
 import { SRC } from '../../src/protocol/registry.js';
@@ -15,10 +14,10 @@ import { ByteLru } from '../../src/dataset/byte-lru.js';
 import { openNdpFile } from '../../src/dataset/ndp-file.js';
 import { NdpFileWriter } from '../../src/dataset/ndp-file-writer.js';
 import { reindexNdpFile } from '../../src/dataset/reindex.js';
+import { tempDir } from '../temp-dir.js';
 
 const TIME_BOX_MS = 15_000;
-const dir = await mkdtemp(join(tmpdir(), 'ndp-fuzz-'));
-t.teardown(() => rm(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-fuzz-');
 
 const SAMPLES = 24;
 const original = join(dir, 'original.ndp');

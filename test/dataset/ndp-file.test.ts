@@ -1,8 +1,7 @@
 import t from 'tap';
 
 type Tap = Pick<typeof t, 'ok' | 'fail'>;
-import { mkdtemp, readFile, rm, stat, truncate, writeFile, open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isNdpError } from '../../src/protocol/errors.js';
 import { encodeFrame, readFrameAt, type DecodedFrame } from '../../src/protocol/frame.js';
@@ -12,6 +11,7 @@ import { decodeHeader, indexSize } from '../../src/dataset/ndp-file-format.js';
 import { openNdpFile } from '../../src/dataset/ndp-file.js';
 import { NdpFileWriter } from '../../src/dataset/ndp-file-writer.js';
 import { reindexNdpFile } from '../../src/dataset/reindex.js';
+import { tempDir } from '../temp-dir.js';
 
 const TOKENIZER = { name: 'test-tokenizer', hash: 'ab'.repeat(32), vocabSize: 151669 };
 
@@ -47,8 +47,7 @@ async function expectCode(t: Tap, promise: Promise<unknown>, code: string): Prom
   );
 }
 
-const dir = await mkdtemp(join(tmpdir(), 'ndp-file-'));
-t.teardown(() => rm(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-file-');
 
 t.test('round trip: header, random access, streaming, bodies', async (t) => {
   const samples = makeSamples(300, 400);

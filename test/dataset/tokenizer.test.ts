@@ -1,6 +1,5 @@
 import t from 'tap';
-import { copyFile, mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isNdpError } from '../../src/protocol/errors.js';
@@ -8,10 +7,10 @@ import { chatPieces } from '../../src/dataset/record.js';
 import { tokenizeRecord } from '../../src/dataset/tokenize-record.js';
 import { templateRenderer } from '../../src/dataset/record-processor.js';
 import { PROBE_CORPUS, embeddedTokenizerDir, loadTokenizer } from '../../src/dataset/tokenizer.js';
+import { tempDir } from '../temp-dir.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
-const dir = await mkdtemp(join(tmpdir(), 'ndp-tokenizer-'));
-t.teardown(() => rm(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'ndp-tokenizer-');
 
 /** A mixed corpus: the probe texts plus this repository's own sources and docs (code, Markdown, JSON). */
 async function mixedCorpus(): Promise<string[]> {
