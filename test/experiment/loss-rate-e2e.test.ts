@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { buildDemoData } from '../../src/dataset/demo-data.js';
 import type { ExperimentResult } from '../../src/experiment/loss-rate-result.js';
-import { listLabNamespaces } from '../../src/experiment/network-lab.js';
+import { NetworkLab, listLabNamespaces } from '../../src/experiment/network-lab.js';
+import { isNdpError } from '../../src/protocol/errors.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -80,8 +81,18 @@ t.test('server-side corruption, dropped by the client on its CRC', async (t) => 
   t.equal(run.injected!.corrupted, run.accounting['frames.dropped.crc'], 'every corrupted frame failed its CRC at the client');
 });
 
-const root = process.getuid?.() === 0;
-t.test('network: nftables in a namespace lab corrupts frames on the wire; the lab is gone afterwards', { skip: root ? false : 'network namespaces need root' }, async (t) => {
+/** Why a namespace lab cannot be built here (not root, no CAP_NET_ADMIN, no nftables), or false. */
+async function labUnavailable(): Promise<string | false> {
+  try {
+    await (await NetworkLab.create({})).close();
+    return false;
+  } catch (err) {
+    if (isNdpError(err, 'NDP_ERR_NETNS_UNAVAILABLE')) return `network namespaces not permitted here: ${err.message}`;
+    throw err;
+  }
+}
+
+t.test('network: nftables in a namespace lab corrupts frames on the wire; the lab is gone afterwards', { skip: await labUnavailable() }, async (t) => {
   const out = join(dir, 'network');
   const before = await listLabNamespaces();
   const r = await experiment([...DATA, '--rates', '0.2', '--where', 'network', '--out', out]);
@@ -110,6 +121,19 @@ t.test('interrupted with SIGINT: exits 130, leaves no process behind', async (t)
   const [code] = (await once(child, 'exit')) as [number | null];
   t.equal(code, 130);
   t.same(await processesMentioning(out), [], 'no server, pull or train process left');
+});
+
+/** Runs as the unprivileged user `nobody` need setpriv (util-linux) and root to drop from. */
+const asNobody = process.getuid?.() === 0 && (await promisify(execFile)('setpriv', ['--version']).then(() => true, () => false));
+t.test('--where network without the right to build namespaces: exit 77 with the code, nothing run', { skip: asNobody ? false : 'needs root and setpriv to run a process as nobody' }, async (t) => {
+  const out = join(dir, 'not-permitted');
+  const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, 'experiment', 'loss-rate', ...DATA, '--where', 'network', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  t.equal(code, 77);
+  t.match(stderr, /skipping --where network: NDP_ERR_NETNS_UNAVAILABLE/);
+  await t.rejects(readFile(join(out, 'runs.json')), 'no run was started');
 });
 
 t.test('bad usage: exit 2 with the code', async (t) => {
