@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { REGISTRY } from '../protocol/registry.js';
+import { REGISTRY, SEGMENT_FLAG, TYP } from '../protocol/registry.js';
 import { TRANSPORT_HEADER_BYTES } from '../protocol/transport-header.js';
 import { NDP_WS_SUBPROTOCOL } from './websocket-synth.js';
 
@@ -18,18 +18,6 @@ type Table = Readonly<Record<string, { readonly code: number }>>;
 function valueTable(table: Table): string {
   const entries = Object.entries(table).sort(([, a], [, b]) => a.code - b.code);
   return `{\n${entries.map(([name, e]) => `  [${e.code}] = "${name}",`).join('\n')}\n}`;
-}
-
-function constant(table: Table, name: string): number {
-  const entry = table[name];
-  if (entry === undefined) throw new Error(`registry.json lacks ${name}`);
-  return entry.code;
-}
-
-function flagBit(name: string): number {
-  const entry = REGISTRY.segmentFlags[name];
-  if (entry === undefined) throw new Error(`registry.json lacks segment flag ${name}`);
-  return 1 << entry.bit;
 }
 
 /** The dissector's Lua source for the registry as it is now. */
@@ -56,13 +44,13 @@ local OVERHEAD = HEADER_BYTES + CRC_BYTES
 local UDP_PORT = ${r.ports.udp}
 local WS_PORT = ${r.ports.ws}
 local WS_SUBPROTOCOL = "${NDP_WS_SUBPROTOCOL}"
-local TYP_SEGMENT = ${constant(r.typ, 'SEGMENT')}
-local TYP_CONTROL = ${constant(r.typ, 'CONTROL')}
-local TYP_TOKEN_IDS = ${constant(r.typ, 'TOKEN_IDS')}
+local TYP_SEGMENT = ${TYP.SEGMENT}
+local TYP_CONTROL = ${TYP.CONTROL}
+local TYP_TOKEN_IDS = ${TYP.TOKEN_IDS}
 local TRANSPORT_HEADER_BYTES = ${TRANSPORT_HEADER_BYTES}
-local FLAG_RETRANSMIT = ${flagBit('RETRANSMIT')}
-local FLAG_LAST_FRAGMENT = ${flagBit('LAST_FRAGMENT')}
-local FLAG_EVAL = ${flagBit('EVAL')}
+local FLAG_RETRANSMIT = ${SEGMENT_FLAG.RETRANSMIT}
+local FLAG_LAST_FRAGMENT = ${SEGMENT_FLAG.LAST_FRAGMENT}
+local FLAG_EVAL = ${SEGMENT_FLAG.EVAL}
 local MAX_MSGPACK_DEPTH = 16
 
 local SRC_NAMES = ${valueTable(r.src)}
