@@ -15,7 +15,7 @@
 export interface NackRetryOptions {
   /** Least wait before a seq is NACKed again, ms. Defaults to 50. */
   readonly minMs?: number;
-  /** Most wait before a seq is NACKed again (the back-off stops growing there), and the wait before any round trip was measured, ms. Defaults to 1,000. */
+  /** Most wait before a seq is NACKed again (the back-off stops growing there), and the wait before any round trip was measured, ms. Defaults to 1,000 (or minMs when that is larger). */
   readonly maxMs?: number;
 }
 
@@ -34,7 +34,7 @@ export class NackRetryTimer {
 
   constructor(options: NackRetryOptions = {}) {
     this.minMs = options.minMs ?? 50;
-    this.maxMs = options.maxMs ?? 1000;
+    this.maxMs = options.maxMs ?? Math.max(1000, this.minMs);
     if (!(this.minMs > 0) || !(this.maxMs >= this.minMs)) throw new RangeError(`NACK retry wait needs 0 < minMs ≤ maxMs, got ${this.minMs}, ${this.maxMs}`);
   }
 

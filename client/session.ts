@@ -86,7 +86,7 @@ export interface SessionOptions {
    * Defaults to 50.
    */
   readonly nackIntervalMs?: number;
-  /** The most a NACKed seq waits before it is NACKed again, and the wait before a round trip was measured, ms. Defaults to 1,000. */
+  /** The most a NACKed seq waits before it is NACKed again, and the wait before a round trip was measured, ms. Defaults to 1,000 (or nackIntervalMs when larger). */
   readonly nackMaxIntervalMs?: number;
   /** Lossy sessions: a gap not filled within this long (event-loop stalls not counted) is given up (`lost`), even without GONE, ms. Defaults to 500. */
   readonly lossyGapTimeoutMs?: number;

@@ -100,6 +100,7 @@ t.test('NACK retry wait: bounds, back-off at its limit, samples reset the back-o
   const defaults = new NackRetryTimer();
   t.equal(defaults.minMs, 50);
   t.equal(defaults.maxMs, 1000);
+  t.equal(new NackRetryTimer({ minMs: 2000 }).maxMs, 2000, 'a minimum above the default maximum raises the maximum');
   t.throws(() => new NackRetryTimer({ minMs: 0 }), RangeError);
   t.throws(() => new NackRetryTimer({ minMs: 100, maxMs: 50 }), RangeError);
   t.end();
