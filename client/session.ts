@@ -168,13 +168,14 @@ export class Session {
     private readonly accounting: Accounting,
     private readonly sink: SessionSink,
     private readonly options: SessionOptions,
+    checked: { readonly tracker: SeqTracker; readonly crcDrop: CrcDrop },
   ) {
     this.accept = accept;
     this.ended = new Promise((resolve) => {
       this.resolveEnded = resolve;
     });
-    this.tracker = new SeqTracker({ minMs: options.nackIntervalMs, maxMs: options.nackMaxIntervalMs });
-    this.crcDrop = new CrcDrop({ rate: options.crcDropRate ?? 0, seed: options.crcDropSeed ?? 0 });
+    this.tracker = checked.tracker;
+    this.crcDrop = checked.crcDrop;
     this.reassembler = new Reassembler({ ...options.reassembly, onDrop: (d) => this.onReassemblyDrop(d) });
     this.creditLimit = accept.params.window;
     this.tickMs = options.tickMs ?? 10;
@@ -188,13 +189,19 @@ export class Session {
    * Opens a session on `transport`: the handshake of NDP.md §7.3 (UDP) or §7.4 (WebSocket), with
    * retries. Resolves once ACCEPT arrived and frames flow into `sink`; rejects with NDP_ERR_REFUSED
    * (REJECT, with the server's code in the message), NDP_ERR_UNREACHABLE (no answer after every
-   * retry, or the transport died).
+   * retry, or the transport died); throws RangeError, before sending anything, on a bad
+   * crcDropRate / nackIntervalMs / nackMaxIntervalMs.
    */
   static async open(transport: Transport, request: SubscribeRequest, accounting: Accounting, sink: SessionSink, options: SessionOptions = {}): Promise<Session> {
+    // Built before the handshake so that a bad option (RangeError) leaves no session open on the server.
+    const checked = {
+      tracker: new SeqTracker({ minMs: options.nackIntervalMs, maxMs: options.nackMaxIntervalMs }),
+      crcDrop: new CrcDrop({ rate: options.crcDropRate ?? 0, seed: options.crcDropSeed ?? 0 }),
+    };
     const handshake = new Handshake(transport, accounting, options);
     try {
       const accept = await handshake.run(request);
-      const session = new Session(transport, accept, accounting, sink, options);
+      const session = new Session(transport, accept, accounting, sink, options, checked);
       handshake.handOver((bytes) => session.onMessage(bytes));
       session.start();
       return session;

@@ -185,3 +185,15 @@ t.test('MessageBuffer keeps at most its limit of unread messages', async (t) => 
   b.setHandler((m) => got.push(m[0]!));
   t.same(got, [2, 3], 'the oldest was discarded');
 });
+t.test('a bad client option is refused before anything is sent', async (t) => {
+  const peer = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => peer.bind(0, '127.0.0.1', resolve));
+  t.teardown(() => peer.close());
+  let received = 0;
+  peer.on('message', () => received++);
+  const url = `udp://127.0.0.1:${peer.address().port}`;
+  await t.rejects(connect(url, { crcDropRate: 2, handshakeTries: 1 }), RangeError);
+  await t.rejects(connect(url, { nackIntervalMs: 0, handshakeTries: 1 }), RangeError);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.equal(received, 0, 'no HELLO went out');
+});
