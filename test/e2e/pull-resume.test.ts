@@ -71,6 +71,10 @@ t.test('ndp pull: unreachable, refused, ended early → exit 1 with the code', a
   t.match(usage.stderr, /NDP_ERR_BAD_URL/);
   const ok = await runCli(['pull', '--server', `udp://127.0.0.1:${ports.udp}`, '--token', 'sesame', '--out', join(dir, 'ok.jsonl'), '--quiet']);
   t.equal(ok.code, 0, ok.stderr);
+  const unwritable = await runCli(['pull', '--server', `udp://127.0.0.1:${ports.udp}`, '--token', 'sesame', '--out', join(dir, 'no-such-dir', 'a.jsonl'), '--quiet']);
+  t.equal(unwritable.code, 1, 'an unwritable --out is an error, not a crash');
+  t.match(unwritable.stderr, /^ndp pull: cannot write --out: ENOENT/);
+  t.notMatch(unwritable.stderr, /Unhandled 'error' event/);
   // Ended early: the server goes away for good mid-stream (paced to ~2 s so the kill lands inside it).
   const partial = join(dir, 'b.jsonl');
   const pull = runCli(['pull', '--server', `udp://127.0.0.1:${ports.udp}`, '--token', 'sesame', '--rate', '400000', '--reconnect-attempts', '2', '--out', partial]);

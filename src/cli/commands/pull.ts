@@ -128,6 +128,19 @@ export async function run(argv: string[]): Promise<number> {
   const quiet = values.quiet === true;
   const toStdout = values.out === undefined || values.out === '-';
   const out = toStdout ? process.stdout : createWriteStream(values.out!);
+  // A stream 'error' without a listener kills the process with a stack trace: an unwritable --out is
+  // reported before connecting, a later write error (disk full) ends the pull with exit 1.
+  let writeError: Error | undefined;
+  if (!toStdout) {
+    try {
+      await once(out, 'open');
+    } catch (err) {
+      tap?.close?.();
+      process.stderr.write(`ndp pull: cannot write --out: ${(err as Error).message}\n`);
+      return 1;
+    }
+    out.on('error', (err) => (writeError ??= err));
+  }
   let client;
   try {
     client = await connect(values.server, {
@@ -154,14 +167,19 @@ export async function run(argv: string[]): Promise<number> {
     for await (const d of client.samples()) {
       const line = `{"index":${d.sample.index},"src":${JSON.stringify(codeName('src', d.src))},"dataset":${JSON.stringify(d.dataset)},"epoch":${d.epoch},"position":${d.position},"tokens":[${d.sample.tokens.join(',')}],"loss_mask":[${d.sample.lossMask.join(',')}]}\n`;
       if (!out.write(line)) await once(out, 'drain');
+      if (writeError !== undefined) throw writeError;
     }
   } catch (err) {
     process.stderr.write(`ndp pull: ${describe(err)}\n`);
     code = 1;
   }
-  if (!toStdout) {
+  if (!toStdout && writeError === undefined) {
     out.end();
-    await once(out, 'finish');
+    await once(out, 'finish').catch((err: Error) => (writeError ??= err));
+  }
+  if (writeError !== undefined && code === 0) {
+    process.stderr.write(`ndp pull: writing --out: ${writeError.message}\n`);
+    code = 1;
   }
   const stats = { ...client.stats, accept: { session: client.accept.session, samplesPerEpoch: client.accept.samplesPerEpoch, samplesTotal: client.accept.samplesTotal, params: client.accept.params } };
   const imbalance = client.accounting.imbalance();
