@@ -39,13 +39,20 @@ export class DataServer {
     this.http = o.httpPort === null ? undefined : new HttpApi(this.catalog, this.manager, this.metrics, o, () => this.endpoints(), () => this.health());
   }
 
+  /** Binds every listener; if one cannot bind (a busy port), closes the others and throws. */
   async start(): Promise<ListeningPorts> {
     const o = this.options;
-    const udp = this.udp === undefined ? null : await this.udp.listen(o.host, o.udpPort!);
-    const ws = this.ws === undefined ? null : await this.ws.listen(o.host, o.wsPort!);
-    const http = this.http === undefined ? null : await this.http.listen(o.host, o.httpPort!);
-    this.ports = { udp, ws, http };
-    return this.ports;
+    try {
+      const udp = this.udp === undefined ? null : await this.udp.listen(o.host, o.udpPort!);
+      const ws = this.ws === undefined ? null : await this.ws.listen(o.host, o.wsPort!);
+      const http = this.http === undefined ? null : await this.http.listen(o.host, o.httpPort!);
+      this.ports = { udp, ws, http };
+      return this.ports;
+    } catch (err) {
+      // Listeners already bound would keep the process alive after a failed start.
+      await this.close();
+      throw err;
+    }
   }
 
   /** How clients reach the transports (the `POST /v1/sessions` reply's `endpoints`). */

@@ -154,7 +154,15 @@ export class UdpFrontEnd {
   async close(): Promise<void> {
     const socket = this.socket;
     this.socket = undefined;
-    if (socket !== undefined) await new Promise<void>((resolve) => socket.close(() => resolve()));
+    if (socket === undefined) return;
+    await new Promise<void>((resolve) => {
+      try {
+        socket.close(() => resolve());
+      } catch {
+        // A socket whose bind failed is already closed.
+        resolve();
+      }
+    });
   }
 }
 
