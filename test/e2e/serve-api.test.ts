@@ -168,7 +168,12 @@ t.test('ndp serve refuses bad options (exit 2) and unreadable files or busy port
       const p = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
       p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      p.on('exit', (code) => resolve({ code, err }));
+      // A refusal must end the process: if it hangs, kill it so the assertion fails instead of the run stalling.
+      const timer = setTimeout(() => p.kill('SIGKILL'), 20_000);
+      p.on('exit', (code) => {
+        clearTimeout(timer);
+        resolve({ code, err });
+      });
     });
   t.match(await run([]), { code: 2, err: /NDP_ERR_SERVER_OPTION: name at least one \.ndp file/ });
   t.match(await run([file, '--udp', '70000']), { code: 2, err: /--udp must be an integer 0\.\.65535/ });
@@ -177,6 +182,7 @@ t.test('ndp serve refuses bad options (exit 2) and unreadable files or busy port
   t.match(await run([file, '--tls-cert', file]), { code: 2, err: /--tls-cert and --tls-key go together/ });
   t.match(await run([`${dir}/missing.ndp`, '--udp', '0', '--ws', '0', '--http', '0']), { code: 1, err: /ENOENT|no such file/ });
   const server = await startServer(t, [file]);
-  t.match(await run([file, '--udp', '0', '--ws', '0', '--http', String(server.ready.http)]), { code: 1, err: /EADDRINUSE/ }, 'a busy port is a startup error');
+  t.match(await run([file, '--udp', '0', '--ws', '0', '--http', String(server.ready.http)]), { code: 1, err: /EADDRINUSE/ }, 'a busy HTTP port is a startup error');
+  t.match(await run([file, '--udp', String(server.ready.udp), '--ws', '0', '--http', '0']), { code: 1, err: /EADDRINUSE/ }, 'a busy UDP port too');
   t.equal(await server.stop(), 0);
 });
