@@ -45,6 +45,13 @@ async function main(argv: string[]): Promise<number> {
   return module.run(rest);
 }
 
+// `ndp inspect FILE --samples | head`: the reader left. Stop quietly, as other Unix tools do, instead
+// of dying on an unhandled EPIPE with a stack trace; any other stdout error stays fatal.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(process.exitCode ?? 0);
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { openNdpFile } from '../../src/dataset/ndp-file.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { DST, SRC, TYP } from '../../src/protocol/registry.js';
+import { writeDataset } from '../client/fixtures.js';
 import { tempDir } from '../temp-dir.js';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
@@ -189,4 +191,17 @@ t.test('inspect: legacy files, corrupt files, reindex, pcap dispatch', async (t)
   await writeFile(join(dir, 'x.pcap'), Buffer.alloc(10));
   const pcap = await ndp(['inspect', 'x.pcap']);
   t.notMatch(pcap.stderr, /not available in this build/, 'dispatched to the capture inspector');
+});
+
+t.test('ndp inspect --samples | head: the reader leaving ends ndp quietly (no EPIPE stack trace)', async (t) => {
+  const path = join(dir, 'pipe.ndp');
+  await writeDataset(path, 'pipe', 2000, 300);
+  const child = spawn(process.execPath, [cli, 'inspect', path, '--samples'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  // Far more than a pipe buffer is left to write when the reader closes its end after the first chunk.
+  child.stdout.once('data', () => child.stdout.destroy());
+  const [code] = (await once(child, 'exit')) as [number | null];
+  t.equal(code, 0);
+  t.equal(stderr, '');
 });
