@@ -53,7 +53,10 @@ export interface ServerOptions {
   readonly wsMessageBytes: number;
   /** Largest client WebSocket message. Defaults to 64 KiB. */
   readonly wsMaxMessage: number;
-  /** HELLO/SUBSCRIBE per source IP per 10 s. Defaults to 32. */
+  /**
+   * HELLO/SUBSCRIBE per source IP per 10 s. Defaults to 128: 16 trainers on one host take 32 for one
+   * clean handshake each, and retries or reconnects must still fit.
+   */
   readonly maxHandshakes: number;
   /** Unvalidated addresses tracked. Defaults to 4096. */
   readonly maxUnvalidated: number;
@@ -99,7 +102,7 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = Object.freeze({
   wsHighWater: 4 * MiB,
   wsMessageBytes: 256 * 1024,
   wsMaxMessage: 64 * 1024,
-  maxHandshakes: 32,
+  maxHandshakes: 128,
   maxUnvalidated: 4096,
   idleTimeoutMs: 15_000,
   heartbeatMs: 1_000,
