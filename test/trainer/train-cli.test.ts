@@ -73,3 +73,20 @@ t.test('refusals exit 1 with a stable code', async (t) => {
     t.match(r.stderr, /NDP_ERR_DEVICE_UNAVAILABLE: webgpu/, 'webgpu without a Vulkan device is refused by name');
   }
 });
+
+t.test('ndp train --loss lossy lets CRC-Drop reach training (whole samples dropped); --token is passed to the server', async (t) => {
+  const dir = tempDir(t);
+  const demo = await buildDemoData(join(dir, 'demo'), { trainSamples: 200, evalSamples: 10, codeFiles: 0 });
+  const server = await startServer(t, [demo.train], ['--token', 's3cret']);
+  const common = ['train', '--server', `udp://127.0.0.1:${server.udp}`, '--steps', '2', '--batch', '4', '--seq', '32', '--device', 'cpu', '--crc-drop', '0.2', '--out', join(dir, 'out'), '--json'];
+  const refused = await runCli(common, 120_000);
+  t.equal(refused.code, 1, 'no token: exit 1');
+  t.match(refused.stderr, /NDP_ERR_REFUSED.*NDP_ERR_UNAUTHORIZED/, 'refused by the server for the missing token');
+  const r = await runCli([...common, '--token', 's3cret', '--loss', 'lossy', '--dataset', 'demo-train'], 120_000);
+  t.equal(r.code, 0, r.code === 0 ? 'exit 0' : r.stderr);
+  const summary = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { drops: { samples: Record<string, number> } };
+  t.ok((summary.drops.samples.augment ?? 0) > 0, `lossy: samples dropped whole by CRC-Drop: ${JSON.stringify(summary.drops)}`);
+  const bad = await runCli(['train', '--server', `udp://127.0.0.1:${server.udp}`, '--loss', 'sometimes', '--out', join(dir, 'out')], 60_000);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /NDP_ERR_BAD_TRAIN_OPTION: --loss sometimes/);
+});

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildDemoData } from '../../dataset/demo-data.js';
 
-export const usage = `usage: ndp quickstart [--dir DIR] [--steps N] [--device D] [--transport udp|ws] [--crc-drop P]
+export const usage = `usage: ndp quickstart [--dir DIR] [--steps N] [--device D] [--transport udp|ws] [--crc-drop P] [--loss L]
 
 Runs the whole pipeline on embedded defaults: builds the demo data (a synthetic pattern task with a
 held-out split, plus source files of ndp's own dependencies; nothing is downloaded), starts
@@ -27,7 +27,9 @@ the server. Exits non-zero if any stage fails.
   --steps N        optimizer steps (default 40)
   --device D       auto | cpu | webgpu | cuda (default auto)
   --transport T    udp | ws (default udp)
-  --crc-drop P     CRC-Drop augmentation rate on the trainer (default 0.05, as the seed's claim)`;
+  --crc-drop P     CRC-Drop augmentation rate on the trainer (default 0.05, as the seed's claim)
+  --loss L         lossy (default: a sample that lost a frame is dropped whole, so the augmentation
+                   reaches training) or repair (lost frames are NACKed and resent)`;
 
 const CLI = fileURLToPath(new URL('../main.js', import.meta.url));
 
@@ -93,6 +95,7 @@ export async function run(argv: string[]): Promise<number> {
       device: { type: 'string', default: 'auto' },
       transport: { type: 'string', default: 'udp' },
       'crc-drop': { type: 'string', default: '0.05' },
+      loss: { type: 'string', default: 'lossy' },
     },
     strict: true,
   });
@@ -125,6 +128,7 @@ export async function run(argv: string[]): Promise<number> {
       '--lr', '1e-2',
       '--device', values.device,
       '--crc-drop', values['crc-drop'],
+      '--loss', values.loss,
       '--out', out,
       '--json',
     ]);

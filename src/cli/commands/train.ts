@@ -10,6 +10,7 @@ import { connect, type NdpClient } from '../../../client/client.js';
 import { NdpError } from '../../protocol/errors.js';
 import { openPcapTap, PCAP_OPTIONS, PCAP_USAGE } from '../../capture/pcap-cli-options.js';
 import type { CaptureTap } from '../../capture/tap.js';
+import type { LossPolicy } from '../../protocol/control.js';
 import type { TrainingBackend, TrainingBackendOptions } from '../../../client/trainer/training-backend.js';
 import { DEFAULT_TRAINING_OPTIONS, OnnxTrainingBackend } from '../../../client/trainer/onnx-training-backend.js';
 import { TorchTrainingBackend } from '../../../client/torch-backend.js';
@@ -31,6 +32,12 @@ data:
   --transport T       udp or ws when --server is an http:// URL (default udp)
   --epochs N          epochs to ask the server for (default 100; training stops at --steps)
   --crc-drop P        drop this share of frames as if their CRC failed (augmentation, default 0)
+  --loss L            repair | lossy (default repair). With repair, frames lost or dropped by
+                      --crc-drop are NACKed and resent, so training still sees every sample; with
+                      lossy a sample that lost a frame is dropped whole and counted (the seed's
+                      CRC-Drop augmentation reaches the model only with lossy)
+  --dataset NAME      dataset to train on (repeatable; default: every dataset of the server)
+  --token SECRET      bearer token for a server started with --token
   --packing           pack several samples per row (default: one sample per row, padded)
   --eval-server URL   held-out data from another server
   --eval-file FILE    held-out data from a local .ndp file
@@ -81,10 +88,31 @@ interface DataSource {
   close(): Promise<void>;
 }
 
-async function serverSource(url: string, o: { batchSize: number; seqLen: number; packing: boolean; crcDrop: number; seed: number; epochs: number; transport: 'udp' | 'ws'; tap: CaptureTap | undefined }): Promise<DataSource & { client: NdpClient }> {
+interface ServerSourceOptions {
+  readonly batchSize: number;
+  readonly seqLen: number;
+  readonly packing: boolean;
+  readonly crcDrop: number;
+  readonly seed: number;
+  readonly epochs: number;
+  readonly transport: 'udp' | 'ws';
+  readonly tap: CaptureTap | undefined;
+  readonly loss: LossPolicy;
+  readonly datasets: readonly string[] | undefined;
+  readonly token: string | undefined;
+}
+
+async function serverSource(url: string, o: ServerSourceOptions): Promise<DataSource & { client: NdpClient }> {
   let client: NdpClient;
   try {
-    client = await connect(url, { transport: o.transport, crcDropRate: o.crcDrop, crcDropSeed: o.seed, params: { epochs: o.epochs }, ...(o.tap !== undefined ? { tap: o.tap } : {}) });
+    client = await connect(url, {
+      transport: o.transport,
+      crcDropRate: o.crcDrop,
+      crcDropSeed: o.seed,
+      params: { epochs: o.epochs, loss: o.loss, ...(o.datasets !== undefined ? { sources: o.datasets.map((dataset) => ({ dataset })) } : {}) },
+      ...(o.token !== undefined ? { token: o.token } : {}),
+      ...(o.tap !== undefined ? { tap: o.tap } : {}),
+    });
   } catch (err) {
     if (err instanceof NdpError) throw err;
     throw new NdpError('NDP_ERR_UNREACHABLE', `cannot reach the ndp server at ${url}: ${(err as Error).message}`, { cause: err });
@@ -127,6 +155,9 @@ export async function run(argv: string[]): Promise<number> {
       transport: { type: 'string' },
       epochs: { type: 'string' },
       'crc-drop': { type: 'string' },
+      loss: { type: 'string' },
+      dataset: { type: 'string', multiple: true },
+      token: { type: 'string' },
       packing: { type: 'boolean' },
       'eval-server': { type: 'string' },
       'eval-file': { type: 'string' },
@@ -162,6 +193,8 @@ export async function run(argv: string[]): Promise<number> {
   const evalEvery = num('eval-every', values['eval-every'], 0, (x) => Number.isInteger(x) && x >= 0, 'an integer ≥ 0');
   const crcDrop = num('crc-drop', values['crc-drop'], 0, (x) => x >= 0 && x < 1, 'in [0, 1)');
   const epochs = num('epochs', values.epochs, 100, posInt, 'an integer ≥ 1');
+  const loss = values.loss ?? 'repair';
+  if (loss !== 'repair' && loss !== 'lossy') throw new NdpError('NDP_ERR_BAD_TRAIN_OPTION', `--loss ${loss}: repair or lossy`);
   const transport = values.transport ?? 'udp';
   if (transport !== 'udp' && transport !== 'ws') throw new NdpError('NDP_ERR_BAD_TRAIN_OPTION', `--transport ${transport}: udp or ws`);
   const seed = num('seed', values.seed, D.seed, Number.isInteger, 'an integer');
@@ -173,7 +206,7 @@ export async function run(argv: string[]): Promise<number> {
   const tap = openPcapTap(values);
 
   const source = values.server !== undefined
-    ? await serverSource(values.server, { batchSize, seqLen, packing, crcDrop, seed, epochs, transport, tap })
+    ? await serverSource(values.server, { batchSize, seqLen, packing, crcDrop, seed, epochs, transport, tap, loss, datasets: values.dataset, token: values.token })
     : await fileSource(values.data as string, { batchSize, seqLen, packing });
   const closers: (() => Promise<void>)[] = [() => source.close()];
   const backend = makeBackend({ verbosePlacement: values['verbose-placement'] === true });
@@ -204,7 +237,7 @@ export async function run(argv: string[]): Promise<number> {
       closers.push(() => ev.close());
       evalBatches = await collectBatches(ev.batches, evalBatchCount);
     } else if (values['eval-server'] !== undefined) {
-      const ev = await serverSource(values['eval-server'], { batchSize, seqLen, packing, crcDrop: 0, seed, epochs: 1, transport, tap });
+      const ev = await serverSource(values['eval-server'], { batchSize, seqLen, packing, crcDrop: 0, seed, epochs: 1, transport, tap, loss: 'repair', datasets: undefined, token: values.token });
       closers.push(() => ev.close());
       evalBatches = await collectBatches(ev.batches, evalBatchCount);
     }
