@@ -6,6 +6,7 @@
 import ort from 'onnxruntime-node';
 import { Graph, type Value } from '../../client/trainer/graph.js';
 import { gradients } from '../../client/trainer/autodiff.js';
+import { seededRandom } from '../../client/trainer/base-weights.js';
 import { encodeModel } from '../../client/trainer/onnx-encoder.js';
 
 export interface GradCase {
@@ -19,17 +20,6 @@ export interface GradCheckResult {
   /** Largest |fd − analytic| / max(1, |analytic|) over the directions tried. */
   readonly maxRelError: number;
   readonly directions: number;
-}
-
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export async function checkGradient(c: GradCase, directions = 3, eps = 1e-5, seed = 1): Promise<GradCheckResult> {
