@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { NdpError, isNdpError } from '../src/protocol/errors.js';
 import type { Catalog } from './catalog.js';
 import type { ServerMetrics } from './metrics.js';
+import { listenHttp } from './listen-http.js';
 import type { ServerOptions } from './options.js';
 import type { SessionManager } from './session-manager.js';
 
@@ -49,15 +50,7 @@ export class HttpApi {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
     });
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = server.address();
-    return typeof address === 'object' && address !== null ? address.port : port;
+    return listenHttp(server, host, port);
   }
 
   async close(): Promise<void> {

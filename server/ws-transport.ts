@@ -16,6 +16,7 @@ import { isNdpError, type NdpErrorCode } from '../src/protocol/errors.js';
 import { readFrameAt } from '../src/protocol/frame.js';
 import { CONTROL, TYP } from '../src/protocol/registry.js';
 import { dispatchSessionMessage } from './control-dispatch.js';
+import { listenHttp } from './listen-http.js';
 import type { FrameKind, ServerMetrics } from './metrics.js';
 import type { ServerOptions } from './options.js';
 import type { Session, SessionLink } from './session.js';
@@ -69,15 +70,7 @@ export class WsFrontEnd {
       res.end(JSON.stringify({ error: { code: 'NDP_ERR_NOT_FOUND', message: `connect a WebSocket to ${WS_PATH} with subprotocol ${WS_SUBPROTOCOL}` } }));
     });
     server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = server.address();
-    return typeof address === 'object' && address !== null ? address.port : port;
+    return listenHttp(server, host, port);
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
