@@ -51,7 +51,8 @@ export class SessionPlan {
   /** M = Σ n_j. */
   readonly samplesPerEpoch: number;
   private readonly permutations = new Map<string, Uint32Array>();
-  private readonly schedules = new Map<number, Uint8Array>();
+  /** The interleaving, computed on first use (the same for every epoch). */
+  private scheduleCache: Uint8Array | undefined;
 
   constructor(private readonly sources: readonly PlanSourceInput[], private readonly options: PlanOptions) {
     const { world } = options;
@@ -67,8 +68,7 @@ export class SessionPlan {
 
   /** Source index of every position of an epoch (the interleaving; the same for every epoch). */
   schedule(): Uint8Array {
-    const cached = this.schedules.get(0);
-    if (cached !== undefined) return cached;
+    if (this.scheduleCache !== undefined) return this.scheduleCache;
     const M = this.samplesPerEpoch;
     const k = this.quotas.length;
     const out = new Uint8Array(M);
@@ -88,7 +88,7 @@ export class SessionPlan {
       out[t] = best;
       taken[best]! += 1;
     }
-    this.schedules.set(0, out);
+    this.scheduleCache = out;
     return out;
   }
 
