@@ -14,7 +14,7 @@ import { resolveParams } from './params.js';
 import { Router } from './router.js';
 import { Session, type SessionLink } from './session.js';
 import { SessionPlan } from './session-plan.js';
-import { TokenBucket } from './token-bucket.js';
+import { TokenBucket, burstFor } from './token-bucket.js';
 
 /** A SUBSCRIBE as it arrived: every field unchecked. */
 export interface UntrustedSubscribe {
@@ -45,7 +45,8 @@ export class SessionManager {
     private readonly captureSink?: (frame: Uint8Array) => void,
   ) {
     this.router = new Router(options.routes);
-    this.totalBucket = new TokenBucket(options.maxTotalRate, Math.max(2 * 65_536, options.maxTotalRate * 0.002));
+    // Sized for the largest datagram a session may use (2^16) so any session's frame can go.
+    this.totalBucket = new TokenBucket(options.maxTotalRate, burstFor(options.maxTotalRate, 65_536));
     this.tokenDigest = options.token === undefined ? undefined : digest(options.token);
     this.updateGauge();
   }
