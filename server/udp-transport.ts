@@ -170,6 +170,7 @@ export class UdpFrontEnd {
 class UdpLink implements SessionLink {
   readonly transport = 'udp' as const;
   private inFlight = 0;
+  /** Bounded: a session waits for writability once at a time (Session.waitingWritable), so one entry per session. */
   private waiters: Array<() => void> = [];
   private closed = false;
 

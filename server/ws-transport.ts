@@ -204,6 +204,7 @@ class WsLink implements SessionLink {
   private batch: Uint8Array[] = [];
   private batchBytes = 0;
   private flushScheduled = false;
+  /** Bounded: a session waits for writability once at a time (Session.waitingWritable), so one entry per session. */
   private waiters: Array<() => void> = [];
   private closed = false;
 
