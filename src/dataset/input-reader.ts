@@ -3,14 +3,15 @@
  * by line; directories as the source files matching the globs, walked in byte order of their
  * relative paths (so the output does not depend on the file system's listing order); any other file
  * as one source file. Unreadable inputs are NDP_ERR_INPUT_UNREADABLE; a source file that is binary
- * or over the size limit is yielded as a skipped record with its reason.
+ * or over the size limit, and a JSONL line over the line limit (streamed past, never held whole),
+ * are yielded as skipped records with their reason.
  */
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
 import { NdpError } from '../protocol/errors.js';
+import { boundedLines } from './bounded-lines.js';
 import { DEFAULT_SOURCE_GLOB, globToRegExp } from './glob.js';
 
 export interface InputRecord {
@@ -20,7 +21,7 @@ export interface InputRecord {
   readonly text: string;
   /** Input bytes this record accounts for (progress). */
   readonly bytes: number;
-  /** Set when the record is skipped before parsing (binary or too large source file). */
+  /** Set when the record is skipped before parsing (binary or too large source file, too long JSONL line). */
   readonly skip?: { readonly code: string; readonly message: string };
 }
 
@@ -29,7 +30,12 @@ export interface InputOptions {
   readonly globs?: readonly string[];
   /** Largest source file taken from a directory; larger ones are skipped and counted. Defaults to 1 MiB. */
   readonly maxFileBytes?: number;
+  /** Longest JSONL line in bytes (without its "\n" or "\r\n"); longer lines are skipped and counted. Defaults to 64 MiB (DEFAULT_MAX_LINE_BYTES). */
+  readonly maxLineBytes?: number;
 }
+
+/** Default of InputOptions.maxLineBytes (`--max-line-bytes`): 64 MiB. */
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
 
 /** Directory names never descended into: version control and dependency trees. */
 const SKIPPED_DIRS = new Set(['.git', '.hg', '.svn', 'node_modules']);
@@ -72,21 +78,28 @@ export async function matchFiles(root: string, globs: readonly string[]): Promis
   return all.filter((p) => patterns.some((re) => re.test(p))).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-async function* jsonlRecords(path: string): AsyncGenerator<InputRecord> {
+async function* jsonlRecords(path: string, maxLineBytes: number): AsyncGenerator<InputRecord> {
   const file = createReadStream(path);
   const stream = /\.gz$/i.test(path) ? file.pipe(createGunzip()) : file;
-  // Errors of the file or of gunzip end the loop below with the error (readline forwards them).
-  file.on('error', (err) => stream.destroy(err));
-  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  // Errors of the file reach the loop below through the gunzip stream it feeds.
+  if (stream !== file) file.on('error', (err) => stream.destroy(err));
   let lineNumber = 0;
   try {
-    for await (const line of lines) {
-      lineNumber++;
-      if (line.trim() === '') continue;
-      yield { where: `${path}:${lineNumber}`, kind: 'json', text: line, bytes: Buffer.byteLength(line) + 1 };
+    for await (const line of boundedLines(stream as AsyncIterable<Buffer>, maxLineBytes)) {
+      lineNumber = line.lineNumber;
+      const where = `${path}:${line.lineNumber}`;
+      if (line.tooLong) {
+        yield { where, kind: 'json', text: '', bytes: line.bytes, skip: { code: 'NDP_ERR_INPUT_LINE_TOO_LONG', message: `line of ${line.lineBytes} bytes, more than --max-line-bytes ${maxLineBytes}` } };
+        continue;
+      }
+      if (line.text.trim() === '') continue;
+      yield { where, kind: 'json', text: line.text, bytes: line.bytes };
     }
   } catch (cause) {
     throw new NdpError('NDP_ERR_INPUT_UNREADABLE', `${path}: read failed after line ${lineNumber}: ${(cause as Error).message}`, { cause });
+  } finally {
+    stream.destroy();
+    file.destroy();
   }
 }
 
@@ -103,6 +116,8 @@ async function sourceRecord(path: string, maxFileBytes: number): Promise<InputRe
 /** Every record of every input, in order. */
 export async function* readInputs(paths: readonly string[], options: InputOptions = {}): AsyncGenerator<InputRecord> {
   const maxFileBytes = options.maxFileBytes ?? 1024 * 1024;
+  const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  if (!Number.isSafeInteger(maxLineBytes) || maxLineBytes < 1) throw new RangeError(`maxLineBytes must be a positive integer, got ${maxLineBytes}`);
   for (const path of paths) {
     let info;
     try {
@@ -114,7 +129,7 @@ export async function* readInputs(paths: readonly string[], options: InputOption
       if (info.isDirectory()) {
         for (const rel of await matchFiles(path, options.globs ?? [DEFAULT_SOURCE_GLOB])) yield await sourceRecord(join(path, rel), maxFileBytes);
       } else if (isJsonl(path)) {
-        yield* jsonlRecords(path);
+        yield* jsonlRecords(path, maxLineBytes);
       } else {
         yield await sourceRecord(path, Infinity);
       }

@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   NDP_ERR_INPUT_BAD_JSON: 'an input line is not a JSON object',
   NDP_ERR_INPUT_BINARY: 'a source file in a directory input is binary (NUL byte): skipped',
   NDP_ERR_INPUT_TOO_LARGE: 'a source file in a directory input is larger than --max-file-bytes: skipped',
+  NDP_ERR_INPUT_LINE_TOO_LONG: 'a JSONL input line is longer than --max-line-bytes: skipped, never held whole',
   NDP_ERR_INPUT_UNKNOWN_FORMAT: 'an input record has none of text, prompt+completion, messages, instruction+output',
   NDP_ERR_INPUT_EMPTY: 'an input record tokenizes to no tokens, or no token is trained on',
   NDP_ERR_SAMPLE_OVERFLOW: 'a sample longer than --max-tokens was dropped (--overflow drop)',

@@ -8,6 +8,7 @@
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { convertToNdp, type ConvertOptions, type ConvertSummary } from '../../dataset/convert.js';
+import { DEFAULT_MAX_LINE_BYTES } from '../../dataset/input-reader.js';
 import type { OverflowPolicy } from '../../dataset/tokenize-record.js';
 import type { TokenizerEngine } from '../../dataset/tokenizer.js';
 import { parseCode } from '../../protocol/registry.js';
@@ -34,6 +35,7 @@ options:
   --name NAME             dataset name (default: OUT's base name)
   --glob PATTERN          files taken from directory inputs (repeatable; default: common source files)
   --max-file-bytes N      larger source files are skipped (default 1048576)
+  --max-line-bytes N      longer JSONL lines are skipped, never read whole (default 67108864 = 64 MiB)
   --on-error skip|fail    bad record: report and skip (default) or stop with no output
   --workers N             worker threads (default: all cores; 0 for inputs under 1 MiB)
   --json                  print the summary as JSON
@@ -66,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
         name: { type: 'string' },
         glob: { type: 'string', multiple: true },
         'max-file-bytes': { type: 'string' },
+        'max-line-bytes': { type: 'string' },
         'on-error': { type: 'string' },
         workers: { type: 'string' },
         json: { type: 'boolean' },
@@ -100,6 +103,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(values.name !== undefined ? { name: values.name } : {}),
       ...(values.glob !== undefined ? { globs: values.glob } : {}),
       maxFileBytes: intFlag('max-file-bytes', values['max-file-bytes']) ?? 1024 * 1024,
+      maxLineBytes: intFlag('max-line-bytes', values['max-line-bytes'], 1) ?? DEFAULT_MAX_LINE_BYTES,
       ...(values.workers !== undefined ? { workers: intFlag('workers', values.workers) } : {}),
     };
   } catch (err) {
