@@ -50,7 +50,7 @@ export class HttpApi {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
     });
     this.server = server;
-    return listenHttp(server, host, port);
+    return listenHttp(server, host, port, this.options.maxConnections, () => this.metrics.drop('NDP_ERR_TOO_MANY_CONNECTIONS'));
   }
 
   async close(): Promise<void> {

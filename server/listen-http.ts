@@ -5,8 +5,14 @@
  */
 import type { Server } from 'node:http';
 
-/** Listens on `host:port` (0 = any free port) and resolves to the port actually bound. */
-export async function listenHttp(server: Server, host: string, port: number): Promise<number> {
+/**
+ * Listens on `host:port` (0 = any free port) and resolves to the port actually bound. At most
+ * `maxConnections` connections are held at once: Node closes the ones beyond as it accepts them,
+ * and `onRefused` counts each.
+ */
+export async function listenHttp(server: Server, host: string, port: number, maxConnections: number, onRefused: () => void): Promise<number> {
+  server.maxConnections = maxConnections;
+  server.on('drop', onRefused);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -60,6 +60,13 @@ export interface ServerOptions {
   readonly maxHandshakes: number;
   /** Unvalidated addresses tracked. Defaults to 4096. */
   readonly maxUnvalidated: number;
+  /**
+   * TCP connections held at once by each TCP listener (the WebSocket port, upgraded or not, and the
+   * HTTP control plane); more are closed as they are accepted and counted `too_many_connections`.
+   * Defaults to 1024: 16× the default --max-sessions, room for reconnects and control-plane polling
+   * while a connection flood stays bounded.
+   */
+  readonly maxConnections: number;
   /** Defaults to 15,000 ms. */
   readonly idleTimeoutMs: number;
   /** Defaults to 1,000 ms. */
@@ -104,6 +111,7 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = Object.freeze({
   wsMaxMessage: 64 * 1024,
   maxHandshakes: 128,
   maxUnvalidated: 4096,
+  maxConnections: 1024,
   idleTimeoutMs: 15_000,
   heartbeatMs: 1_000,
   handshakeTimeoutMs: 10_000,

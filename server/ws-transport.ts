@@ -70,7 +70,7 @@ export class WsFrontEnd {
       res.end(JSON.stringify({ error: { code: 'NDP_ERR_NOT_FOUND', message: `connect a WebSocket to ${WS_PATH} with subprotocol ${WS_SUBPROTOCOL}` } }));
     });
     server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
-    return listenHttp(server, host, port);
+    return listenHttp(server, host, port, this.options.maxConnections, () => this.metrics.drop('NDP_ERR_TOO_MANY_CONNECTIONS'));
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -188,7 +188,11 @@ export class WsFrontEnd {
     for (const ws of this.sockets) ws.terminate();
     const server = this.server;
     this.server = undefined;
-    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server === undefined) return;
+    // A connection that never upgraded is not in `sockets`; left open it would hold close() (and a
+    // SIGTERM shutdown) until Node's header timeout.
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
   /** Waits until every connection has closed (after BYE + close frames), at most `ms`. */

@@ -71,6 +71,7 @@ export const ERROR_CODES = {
   NDP_ERR_UNKNOWN_DATASET: 'a session names a dataset or SRC the server does not serve (or a SRC several datasets share); HTTP 404, REJECT',
   NDP_ERR_UNAUTHORIZED: 'missing or wrong token (server started with --token); HTTP 401, REJECT, WebSocket close 4401',
   NDP_ERR_TOO_MANY_SESSIONS: 'the server holds --max-sessions sessions already; HTTP 503, REJECT',
+  NDP_ERR_TOO_MANY_CONNECTIONS: 'a TCP listener (WebSocket, HTTP) holds --max-connections connections already: the new one is closed on accept and counted',
   NDP_ERR_UNKNOWN_SESSION: 'no session with that id (HTTP 404; in-band: dropped and counted)',
   NDP_ERR_SESSION_CLOSED: 'in-band message about a session that already ended (e.g. the client\'s BYE after BYE complete): dropped and counted',
   NDP_ERR_BAD_TICKET: 'SUBSCRIBE attach with a wrong, expired or already used ticket',

@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import WebSocket from 'ws';
 import { encodeControlFrame, type ControlMessage } from '../../src/protocol/control.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
@@ -204,4 +205,38 @@ t.test('a WebSocket reader that stops reading holds bounded server memory, then 
   t.equal(state, 'closed', 'the silent reader was closed by the idle timeout');
   ws.close();
   t.equal(await server.stop(), 0);
+});
+
+t.test('TCP connections above --max-connections are closed on accept and counted; a freed slot is usable', async (t) => {
+  const dir = await tempDir(t);
+  const file = await makeDataset(dir, 'text', 10);
+  const server = await startServer(t, [file], ['--max-connections', '2']);
+  const port = server.ready.ws!;
+  const connect = () =>
+    new Promise<net.Socket>((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1', () => resolve(socket));
+      socket.once('error', reject);
+    });
+  const closed = (socket: net.Socket) => new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  const held = [await connect(), await connect()];
+  t.teardown(() => held.forEach((s) => s.destroy()));
+  await settle();
+  const third = await connect();
+  third.on('error', () => undefined);
+  await closed(third);
+  t.pass('the connection over the limit was closed by the server');
+  const health = await http(server.baseUrl, 'GET', '/healthz');
+  t.equal(health.json.drops.too_many_connections, 1, 'counted under too_many_connections');
+  held[0]!.destroy();
+  await settle();
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/stream`, 'ndp.v1');
+  const opened = await new Promise<boolean>((resolve) => {
+    ws.once('open', () => resolve(true));
+    ws.once('error', () => resolve(false));
+    ws.once('close', () => resolve(false));
+  });
+  t.ok(opened, 'a WebSocket takes the slot a closed connection freed');
+  ws.terminate();
+  // held[1] never upgraded: SIGTERM must still close it and exit cleanly, not wait for Node's header timeout.
+  t.equal(await server.stop(), 0, 'shutdown with a connection that never upgraded exits 0');
 });

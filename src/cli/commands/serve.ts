@@ -46,6 +46,7 @@ limits (NDP.md §7.13):
   --ws-max-message B      largest client WebSocket message (default ${d.wsMaxMessage})
   --max-handshakes N      HELLO/SUBSCRIBE per IP per 10 s (default ${d.maxHandshakes})
   --max-unvalidated N     unvalidated addresses tracked (default ${d.maxUnvalidated})
+  --max-connections N     TCP connections held per listener, WebSocket and HTTP (default ${d.maxConnections})
   --idle-timeout MS       (default ${d.idleTimeoutMs})
   --heartbeat MS          (default ${d.heartbeatMs})
   --handshake-timeout MS  (default ${d.handshakeTimeoutMs})
@@ -94,6 +95,7 @@ const INT_FLAGS = {
   'ws-max-message': ['wsMaxMessage', 64],
   'max-handshakes': ['maxHandshakes', 1],
   'max-unvalidated': ['maxUnvalidated', 1],
+  'max-connections': ['maxConnections', 1],
   'idle-timeout': ['idleTimeoutMs', 1],
   heartbeat: ['heartbeatMs', 1],
   'handshake-timeout': ['handshakeTimeoutMs', 1],
