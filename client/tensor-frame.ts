@@ -52,13 +52,16 @@ export function tensorFramesSize(tensor: NamedTensor, maxPayload: number = MAX_P
 /**
  * Writes `tensor` as consecutive TENSOR frames of batch `batchId` into `out` at `offset`; returns
  * the offset after them. Each frame payload is at most `maxPayload` bytes (default 65,535). The
- * element bytes are copied straight from the Int32Array's memory into the frame.
+ * element bytes are copied straight from the typed array's memory into the frame.
  */
 export function writeTensorFrames(out: Uint8Array, offset: number, batchId: number, tensor: NamedTensor, maxPayload: number = MAX_PAYLOAD): number {
   const name = Buffer.from(tensor.name, 'utf8');
   const ndim = tensor.shape.length;
   if (name.length > 255) throw new NdpError('NDP_ERR_BAD_TENSOR', `tensor name of ${name.length} bytes exceeds 255`);
   if (ndim > TENSOR_MAX_NDIM) throw new NdpError('NDP_ERR_BAD_TENSOR', `tensor of ${ndim} dimensions exceeds ${TENSOR_MAX_NDIM}`);
+  // A dimension is a uint32 on the wire: anything else would be silently wrapped by setUint32.
+  const badDim = tensor.shape.find((dim) => !Number.isInteger(dim) || dim < 0 || dim > 0xffff_ffff);
+  if (badDim !== undefined) throw new NdpError('NDP_ERR_BAD_TENSOR', `tensor '${tensor.name}' has dimension ${badDim}; dimensions are integers 0..2^32-1`);
   const elements = tensor.shape.reduce((a, b) => a * b, 1);
   if (elements !== tensor.data.length) {
     throw new NdpError('NDP_ERR_BAD_TENSOR', `tensor '${tensor.name}' of shape [${tensor.shape.join(', ')}] needs ${elements} elements, has ${tensor.data.length}`);
