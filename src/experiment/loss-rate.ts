@@ -88,6 +88,8 @@ function start(argv: readonly string[], cwd: string): Spawned {
 }
 
 async function* lines(child: ChildProcess): AsyncIterableIterator<string> {
+  // Unbounded on purpose: the children are this experiment's own ndp serve / ndp train, whose stdout
+  // is one short JSON record per line, not input from outside.
   let buffered = '';
   for await (const chunk of child.stdout!.setEncoding('utf8') as AsyncIterable<string>) {
     buffered += chunk;
