@@ -53,5 +53,9 @@ t.test('--max-batches stops early; a failing script is exit 1 with its status an
   const usage = await ndp(['feed', '--data', data]);
   t.equal(usage.code, 2, 'no command after --');
   const bad = await ndp(['feed', '--data', data, '--batch', '0', '--', PYTHON, '-c', 'pass']);
+  t.equal(bad.code, 2, 'a bad flag value is bad usage');
   t.match(bad.stderr, /NDP_ERR_BAD_FEED_OPTION/);
+  const badTransport = await ndp(['feed', '--server', 'http://127.0.0.1:1', '--transport', 'tcp', '--', PYTHON, '-c', 'pass']);
+  t.equal(badTransport.code, 2, 'an unknown --transport is refused, not taken as udp');
+  t.match(badTransport.stderr, /NDP_ERR_BAD_FEED_OPTION: --transport must be udp or ws/);
 });

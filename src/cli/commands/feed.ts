@@ -32,7 +32,8 @@ on standard output as JSON lines {"batch", ...metrics}.
   --connect-timeout-ms  how long the script may take to connect (default 120000)
 
 Exit status: 0 the stream ended (or --max-batches, or the script stopped on its own with status 0),
-1 the script failed (its exit status and last output are shown) or the data source failed, 2 bad usage.`;
+1 the script failed (its exit status and last output are shown) or the data source failed, 2 bad usage
+(NDP_ERR_BAD_FEED_OPTION for a bad flag value).`;
 
 function int(name: string, text: string | undefined, fallback: number, min: number): number {
   if (text === undefined) return fallback;
@@ -41,7 +42,23 @@ function int(name: string, text: string | undefined, fallback: number, min: numb
   return n;
 }
 
-export async function run(argv: string[]): Promise<number> {
+interface FeedOptions {
+  readonly command: string[];
+  readonly server: string | undefined;
+  readonly data: string | undefined;
+  readonly transport: 'udp' | 'ws';
+  readonly seed: number;
+  readonly batchSize: number;
+  readonly seqLen: number;
+  readonly epochs: number;
+  readonly maxBatches: number;
+  readonly packing: boolean;
+  readonly maxInFlight: number;
+  readonly connectTimeoutMs: number;
+}
+
+/** The flags, or undefined when the command line is not a feed command at all (usage); throws NDP_ERR_BAD_FEED_OPTION for a bad value. */
+function parseFeedArgs(argv: string[]): FeedOptions | undefined {
   const split = argv.indexOf('--');
   const command = split >= 0 ? argv.slice(split + 1) : [];
   const { values } = parseArgs({
@@ -60,41 +77,71 @@ export async function run(argv: string[]): Promise<number> {
       'connect-timeout-ms': { type: 'string' },
     },
   });
-  if (command.length === 0 || (values.server === undefined) === (values.data === undefined)) {
+  if (command.length === 0 || (values.server === undefined) === (values.data === undefined)) return undefined;
+  const transport = values.transport ?? 'udp';
+  if (transport !== 'udp' && transport !== 'ws') throw new NdpError('NDP_ERR_BAD_FEED_OPTION', `--transport must be udp or ws, got '${transport}'`);
+  return {
+    command,
+    server: values.server,
+    data: values.data,
+    transport,
+    seed: int('seed', values.seed, 0, 0),
+    batchSize: int('batch', values.batch, 4, 1),
+    seqLen: int('seq', values.seq, 128, 1),
+    epochs: int('epochs', values.epochs, 1, 1),
+    maxBatches: int('max-batches', values['max-batches'], 0, 0),
+    packing: values.packing === true,
+    maxInFlight: int('max-in-flight', values['max-in-flight'], 2, 1),
+    connectTimeoutMs: int('connect-timeout-ms', values['connect-timeout-ms'], 120_000, 1),
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let options: FeedOptions | undefined;
+  try {
+    options = parseFeedArgs(argv);
+  } catch (err) {
+    if (!isNdpError(err, 'NDP_ERR_BAD_FEED_OPTION')) throw err;
+    process.stderr.write(`ndp feed: ${err.code}: ${err.message}\n`);
+    return 2;
+  }
+  if (options === undefined) {
     process.stderr.write(`${usage}\n`);
     return 2;
   }
-  const batchSize = int('batch', values.batch, 4, 1);
-  const seqLen = int('seq', values.seq, 128, 1);
-  const epochs = int('epochs', values.epochs, 1, 1);
-  const maxBatches = int('max-batches', values['max-batches'], 0, 0);
-  const packing = values.packing === true;
+  const { command, batchSize, seqLen, epochs, maxBatches, packing } = options;
 
   let batches: AsyncIterable<Batch>;
   let closeSource: () => Promise<void>;
-  if (values.data !== undefined) {
-    const file = await openNdpFile(values.data);
+  if (options.data !== undefined) {
+    const file = await openNdpFile(options.data);
     batches = fileBatches(file, { batchSize, seqLen, packing, epochs, dropLast: false });
     closeSource = () => file.close();
   } else {
-    const transport = values.transport === 'ws' ? 'ws' : 'udp';
-    const client = await connect(values.server!, { transport, params: { epochs, seed: int('seed', values.seed, 0, 0) } });
+    const client = await connect(options.server!, { transport: options.transport, params: { epochs, seed: options.seed } });
     batches = client.batches({ batchSize, seqLen, packing, equalSteps: false });
     closeSource = () => client.close();
   }
 
-  const channel = await WorkerChannel.start({
-    command,
-    echoOutput: true,
-    maxInFlight: int('max-in-flight', values['max-in-flight'], 2, 1),
-    connectTimeoutMs: int('connect-timeout-ms', values['connect-timeout-ms'], 120_000, 1),
-    onMessage: (m: WorkerMessage) => {
-      if (m.w !== 'result') return;
-      // Batches are the channel's only requests here, so a result's id is the batch's ordinal from 0.
-      const { w: _w, id, ...metrics } = m;
-      process.stdout.write(JSON.stringify({ batch: id ?? null, ...metrics }) + '\n');
-    },
-  });
+  let channel: WorkerChannel;
+  try {
+    channel = await WorkerChannel.start({
+      command,
+      echoOutput: true,
+      maxInFlight: options.maxInFlight,
+      connectTimeoutMs: options.connectTimeoutMs,
+      onMessage: (m: WorkerMessage) => {
+        if (m.w !== 'result') return;
+        // Batches are the channel's only requests here, so a result's id is the batch's ordinal from 0.
+        const { w: _w, id, ...metrics } = m;
+        process.stdout.write(JSON.stringify({ batch: id ?? null, ...metrics }) + '\n');
+      },
+    });
+  } catch (err) {
+    // The session or file is already open: close it, or a server keeps streaming into the void.
+    await closeSource();
+    throw err;
+  }
   const started = performance.now();
   let sent = 0;
   let tokens = 0;
