@@ -43,7 +43,7 @@ Runs, per (loss rate, seed), the product's own commands: \`ndp serve\` + \`ndp p
 over UDP through a lossy session with frames lost at that rate, then \`ndp train --data\` trains a
 LoRA on exactly the samples that survived, in arrival order. Writes a report: REPORT.md
 (table: mean ± std over seeds, computed conclusion: does any rate beat 0% beyond seed-to-seed noise,
-by Welch's t-test, Holm-adjusted), loss-vs-step.svg, eval-loss-vs-rate.svg and runs.json (raw).
+by a paired t-test over seeds, Holm-adjusted; Welch's unpaired test as a cross-check), loss-vs-step.svg, eval-loss-vs-rate.svg and runs.json (raw).
 
 Every run sees the same stream (a fresh server per run, the same session parameters: shuffle seed,
 cursor 0, epochs), checked: every delivered sample must sit at the same stream position in every run. Seed index i sets the model seed (base weights, LoRA init) and the loss injector's seed to
