@@ -21,6 +21,12 @@ function parseRanges(value: unknown): Array<[number, number]> | undefined {
   return out;
 }
 
+/** NDP.md §6.1 STATS `counters: {name: number}`: a flat map of finite numbers (it is shown as is over HTTP). */
+function isCounterMap(value: unknown): value is Record<string, number> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) return false;
+  return Object.values(value).every((v) => typeof v === 'number' && Number.isFinite(v));
+}
+
 /** Handles one decoded control message from `peer` that is not a handshake message. */
 export function dispatchSessionMessage(manager: SessionManager, metrics: ServerMetrics, message: Record<string, unknown> & { t: number }, peer: string): void {
   const t = message.t;
@@ -55,7 +61,8 @@ export function dispatchSessionMessage(manager: SessionManager, metrics: ServerM
     case CONTROL.HEARTBEAT:
       return session.touch();
     case CONTROL.STATS:
-      return session.onStats(message.counters as Record<string, number>);
+      if (!isCounterMap(message.counters)) return metrics.drop('NDP_ERR_BAD_CONTROL');
+      return session.onStats(message.counters);
     default:
       return session.onBye();
   }

@@ -240,3 +240,27 @@ t.test('TCP connections above --max-connections are closed on accept and counted
   // held[1] never upgraded: SIGTERM must still close it and exit cleanly, not wait for Node's header timeout.
   t.equal(await server.stop(), 0, 'shutdown with a connection that never upgraded exits 0');
 });
+
+t.test('STATS whose counters are not a flat map of numbers is dropped as bad_control; a good one is shown', async (t) => {
+  const dir = await tempDir(t);
+  const file = await makeDataset(dir, 'text', 10);
+  const server = await startServer(t, [file]);
+  // holdAck: the session never completes, so it is still open when the STATS arrive.
+  const client = await RawWsClient.connect(server.ready.ws!, { holdAck: true });
+  t.teardown(() => client.close());
+  await client.open({});
+  const session = client.collector.session;
+  const stats = (counters: unknown) => client.collector.control({ t: CONTROL.STATS, session, counters } as unknown as ControlMessage);
+  stats({ samples: 'many' });
+  stats([1, 2]);
+  stats({ nested: { a: 1 } });
+  stats(7);
+  stats({ samples: 9, frames: 12 });
+  await settle();
+  const health = await http(server.baseUrl, 'GET', '/healthz');
+  t.equal(health.json.drops.bad_control, 4, 'each malformed STATS counted');
+  const info = await http(server.baseUrl, 'GET', `/v1/sessions/${session}`);
+  t.same(info.json.clientStats, { samples: 9, frames: 12 }, 'only the well-formed STATS is kept');
+  client.close();
+  t.equal(await server.stop(), 0);
+});
