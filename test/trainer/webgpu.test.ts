@@ -4,14 +4,15 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
-const lavapipe = `${root}../shared/gpu/lavapipe.sh`;
+/** The repo's own software-Vulkan setup (Mesa lavapipe), so CI tests the webgpu path without a GPU. */
+const lavapipe = `${root}.ci/software-vulkan.sh`;
 
 /** Environment under which Dawn finds a Vulkan device: the caller's when it has one, else lavapipe (software). */
 function vulkanEnv(): { env?: NodeJS.ProcessEnv; reason?: string } {
   if (process.env.VK_ICD_FILENAMES !== undefined) return { env: process.env };
   if (!existsSync(lavapipe)) return { reason: `no Vulkan device configured and ${lavapipe} not found` };
   const r = spawnSync('bash', [lavapipe], { encoding: 'utf8', timeout: 300_000 });
-  if (r.status !== 0) return { reason: `lavapipe.sh failed (needs root and Debian's package mirror): ${(r.stderr ?? '').trim().split('\n').at(-1) ?? ''}` };
+  if (r.status !== 0) return { reason: `.ci/software-vulkan.sh failed (needs root and Debian's package mirror): ${(r.stderr ?? '').trim().split('\n').at(-1) ?? ''}` };
   const env = { ...process.env };
   for (const m of r.stdout.matchAll(/(\w+)=(\S+)/g)) env[m[1] as string] = m[2];
   return { env };
