@@ -165,6 +165,14 @@ export class StreamCollector {
     this.sendFrame(encodeControlFrame(message, SRC.TRAINER));
   }
 
+  /** Sends SUBSCRIBE (new session with `params`, or attach with `extra.session` + ticket); resolves once ACCEPT or REJECT arrived. */
+  async subscribe(params: SessionParams, extra: { token?: string; session?: number; ticket?: string; cookie?: Uint8Array }): Promise<void> {
+    const subscribe: Record<string, unknown> = { t: CONTROL.SUBSCRIBE, nonce: 1, ...extra };
+    if (extra.session === undefined) subscribe.params = params;
+    this.control(subscribe as unknown as ControlMessage);
+    await this.until(() => this.accept !== undefined || this.reject !== undefined, 10_000, 'ACCEPT');
+  }
+
   /** One whole frame from the server. */
   onFrame(bytes: Uint8Array): void {
     let frame: DecodedFrame;
@@ -356,10 +364,7 @@ export class RawUdpClient {
       if (this.collector.reject !== undefined) return;
     }
     if (this.cookie === undefined) throw new Error('no COOKIE');
-    const subscribe: Record<string, unknown> = { t: CONTROL.SUBSCRIBE, nonce: 1, cookie: this.cookie, ...extra };
-    if (extra.session === undefined) subscribe.params = params;
-    this.collector.control(subscribe as unknown as ControlMessage);
-    await this.collector.until(() => this.collector.accept !== undefined || this.collector.reject !== undefined, 10_000, 'ACCEPT');
+    await this.collector.subscribe(params, { cookie: this.cookie, ...extra });
   }
 
   close(): void {
@@ -408,10 +413,7 @@ export class RawWsClient {
   }
 
   async open(params: SessionParams, extra: { token?: string; session?: number; ticket?: string } = {}): Promise<void> {
-    const subscribe: Record<string, unknown> = { t: CONTROL.SUBSCRIBE, nonce: 1, ...extra };
-    if (extra.session === undefined) subscribe.params = params;
-    this.collector.control(subscribe as unknown as ControlMessage);
-    await this.collector.until(() => this.collector.accept !== undefined || this.collector.reject !== undefined, 10_000, 'ACCEPT');
+    await this.collector.subscribe(params, extra);
   }
 
   close(): void {
