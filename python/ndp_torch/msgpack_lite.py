@@ -29,30 +29,13 @@ def _pack(v, out: bytearray) -> None:
         out += struct.pack(">d", v)
     elif isinstance(v, str):
         data = v.encode("utf-8")
-        n = len(data)
-        if n < 32:
-            out.append(0xA0 | n)
-        elif n < 0x100:
-            out += bytes((0xD9, n))
-        elif n < 0x10000:
-            out.append(0xDA)
-            out += struct.pack(">H", n)
+        if len(data) < 32:
+            out.append(0xA0 | len(data))
+            out += data
         else:
-            out.append(0xDB)
-            out += struct.pack(">I", n)
-        out += data
+            _pack_sized(data, 0xD9, out)
     elif isinstance(v, (bytes, bytearray, memoryview)):
-        data = bytes(v)
-        n = len(data)
-        if n < 0x100:
-            out += bytes((0xC4, n))
-        elif n < 0x10000:
-            out.append(0xC5)
-            out += struct.pack(">H", n)
-        else:
-            out.append(0xC6)
-            out += struct.pack(">I", n)
-        out += data
+        _pack_sized(bytes(v), 0xC4, out)
     elif isinstance(v, (list, tuple)):
         _pack_length(len(v), 0x90, 0xDC, out)
         for item in v:
@@ -64,6 +47,20 @@ def _pack(v, out: bytearray) -> None:
             _pack(item, out)
     else:
         raise TypeError(f"cannot msgpack a {type(v).__name__}")
+
+
+def _pack_sized(data: bytes, code8: int, out: bytearray) -> None:
+    """str 8/16/32 (0xD9..0xDB) and bin 8/16/32 (0xC4..0xC6) share one layout: code, length, bytes."""
+    n = len(data)
+    if n < 0x100:
+        out += bytes((code8, n))
+    elif n < 0x10000:
+        out.append(code8 + 1)
+        out += struct.pack(">H", n)
+    else:
+        out.append(code8 + 2)
+        out += struct.pack(">I", n)
+    out += data
 
 
 def _pack_length(n: int, fix: int, code16: int, out: bytearray) -> None:
