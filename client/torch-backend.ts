@@ -15,7 +15,7 @@ import type { Batch } from './batch.js';
 import { NdpError } from '../src/protocol/errors.js';
 import type { NamedTensor } from './tensor-frame.js';
 import { randomBaseWeights } from './trainer/base-weights.js';
-import { describeModel, resolveModelConfig, type ModelConfig } from './trainer/model-config.js';
+import { describeModel, hfConfigFields, resolveModelConfig, type ModelConfig } from './trainer/model-config.js';
 import type { EvalResult, InitInfo, StepResult, TrainingBackend, TrainingBackendOptions } from './trainer/training-backend.js';
 import { WorkerChannel, type WorkerChannelOptions, type WorkerMessage } from './worker-channel.js';
 
@@ -57,21 +57,7 @@ export async function findTorchPython(candidates: readonly string[] = pythonCand
 
 /** The architecture in the snake_case keys of a Hugging Face config (NDP.md §11.3 `init.model`). */
 export function modelMessage(c: ModelConfig): Record<string, unknown> {
-  return {
-    preset: c.name,
-    vocab_size: c.vocabSize,
-    hidden_size: c.hiddenSize,
-    intermediate_size: c.intermediateSize,
-    num_hidden_layers: c.numLayers,
-    num_attention_heads: c.numHeads,
-    num_key_value_heads: c.numKvHeads,
-    head_dim: c.headDim,
-    rope_theta: c.ropeTheta,
-    rms_norm_eps: c.rmsNormEps,
-    tie_word_embeddings: c.tieWordEmbeddings,
-    qkv_bias: c.qkvBias,
-    qk_norm: c.qkNorm,
-  };
+  return { preset: c.name, ...hfConfigFields(c), qkv_bias: c.qkvBias, qk_norm: c.qkNorm };
 }
 
 function num(message: WorkerMessage, key: string): number {

@@ -79,6 +79,22 @@ export function readCheckpointConfig(dir: string): ModelConfig {
   };
 }
 
+/** The architecture in the snake_case keys of a Hugging Face config.json (what readCheckpointConfig reads back). */
+export function hfConfigFields(c: ModelConfig): Record<string, number | boolean> {
+  return {
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    rope_theta: c.ropeTheta,
+    rms_norm_eps: c.rmsNormEps,
+    tie_word_embeddings: c.tieWordEmbeddings,
+  };
+}
+
 /** A preset name, or a folder holding config.json. */
 export function resolveModelConfig(model: string): ModelConfig {
   const preset = MODEL_PRESETS[model];

@@ -2,26 +2,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBaseWeights } from '../../client/trainer/base-weights.js';
-import type { ModelConfig } from '../../client/trainer/model-config.js';
+import { hfConfigFields, type ModelConfig } from '../../client/trainer/model-config.js';
 import { writeSafetensors } from '../../client/trainer/safetensors.js';
 
 export function writeCheckpoint(dir: string, c: ModelConfig, seed = 5): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     join(dir, 'config.json'),
-    JSON.stringify({
-      model_type: c.qkNorm ? 'qwen3' : 'qwen2',
-      vocab_size: c.vocabSize,
-      hidden_size: c.hiddenSize,
-      intermediate_size: c.intermediateSize,
-      num_hidden_layers: c.numLayers,
-      num_attention_heads: c.numHeads,
-      num_key_value_heads: c.numKvHeads,
-      head_dim: c.headDim,
-      rope_theta: c.ropeTheta,
-      rms_norm_eps: c.rmsNormEps,
-      tie_word_embeddings: c.tieWordEmbeddings,
-    }),
+    JSON.stringify({ model_type: c.qkNorm ? 'qwen3' : 'qwen2', ...hfConfigFields(c) }),
   );
   writeFileSync(join(dir, 'model.safetensors'), writeSafetensors(randomBaseWeights(c, seed)));
 }
