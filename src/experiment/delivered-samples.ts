@@ -33,6 +33,7 @@ export interface DeliveredSummary {
 
 /** Remembers the dataset sample at each stream position; shared by every run of an experiment. */
 export class StreamOrderCheck {
+  /** One entry per stream position seen: bounded by the length of the one stream every run shares. */
   private readonly reference = new Map<string, number>();
 
   /** Returns true when the position agrees with (or defines) the reference. */
@@ -56,6 +57,10 @@ function parseLine(line: string, lineNumber: number, path: string): PulledSample
   }
   if (!Array.isArray(s.tokens) || !Array.isArray(s.loss_mask) || s.tokens.length !== s.loss_mask.length || typeof s.index !== 'number') {
     throw new NdpError('NDP_ERR_EXPERIMENT_RUN_FAILED', `${path}:${lineNumber}: a sample needs index, tokens and an equally long loss_mask`);
+  }
+  // Without its stream position a sample cannot be checked against the shared order: every such line would compare under one key.
+  if (!Number.isInteger(s.epoch) || !Number.isInteger(s.position)) {
+    throw new NdpError('NDP_ERR_EXPERIMENT_RUN_FAILED', `${path}:${lineNumber}: a sample needs its integer epoch and position`);
   }
   return s;
 }

@@ -58,6 +58,7 @@ t.test('malformed input is refused with the experiment code, and no half file is
     ['not-json', 'hello'],
     ['mask-length', line(1, 0, 0, [1, 2], [1])],
     ['no-tokens', JSON.stringify({ index: 1, epoch: 0, position: 0 })],
+    ['no-position', JSON.stringify({ index: 1, epoch: 0, tokens: [1], loss_mask: [1] })],
   ] as const) {
     const jsonl = join(dir, `${name}.jsonl`);
     await writeFile(jsonl, `${line(0, 0, 0, [1], [1])}\n${text}\n`);
