@@ -28,6 +28,14 @@ export const DEFAULT_TRAINING_OPTIONS: TrainingBackendOptions = {
 type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: { code?: string; message: string } };
 type DistributiveOmit<T, K extends keyof never> = T extends unknown ? Omit<T, K> : never;
 
+/**
+ * The code a worker-thread error surfaces with: its own NDP_ERR_* code, else NDP_ERR_WORKER_FAILED
+ * (an ONNX Runtime failure has no code, and a Node error's `ENOENT`-style code is not one of ours).
+ */
+function stableCode(code: string | undefined): NdpErrorCode {
+  return code !== undefined && code.startsWith('NDP_ERR_') ? (code as NdpErrorCode) : 'NDP_ERR_WORKER_FAILED';
+}
+
 export class OnnxTrainingBackend implements TrainingBackend {
   private worker: Worker | undefined;
   private nextId = 1;
@@ -61,12 +69,12 @@ export class OnnxTrainingBackend implements TrainingBackend {
       if (p === undefined) return;
       this.pending.delete(reply.id);
       if (reply.ok) p.resolve(reply.result);
-      else p.reject(new NdpError((reply.error.code ?? 'NDP_ERR_BAD_TRAIN_OPTION') as NdpErrorCode, reply.error.message));
+      else p.reject(new NdpError(stableCode(reply.error.code), reply.error.message));
     });
-    worker.on('error', (err) => this.failAll(err));
+    worker.on('error', (err) => this.failAll(new NdpError('NDP_ERR_WORKER_FAILED', `training worker thread failed: ${err.message}`, { cause: err })));
     worker.on('exit', (code) => {
       this.worker = undefined;
-      this.failAll(new Error(`training worker exited with code ${code}`));
+      this.failAll(new NdpError('NDP_ERR_WORKER_EXITED', `training worker thread exited with code ${code}`));
     });
     try {
       return (await this.request({ type: 'init', options: { ...options, verbosePlacement: this.extra.verbosePlacement } })) as InitInfo;
