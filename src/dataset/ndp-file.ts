@@ -14,7 +14,7 @@ import { crc32 } from 'node:zlib';
 import { NdpError, dropLabel, isNdpError } from '../protocol/errors.js';
 import { readFrameAt } from '../protocol/frame.js';
 import { DST, FRAME_HEADER_BYTES, FRAME_OVERHEAD, MAGIC, SRC, TYP } from '../protocol/registry.js';
-import { BODY_HEADER_BYTES, BODY_VERSION, decodeSampleBody, sampleBodySize } from '../protocol/sample-body.js';
+import { BODY_HEADER_BYTES, BODY_VERSION, checkSampleBody, decodeSampleBody, sampleBodySize } from '../protocol/sample-body.js';
 import { ByteLru } from './byte-lru.js';
 import {
   HEADER_FIXED_BYTES,
@@ -440,7 +440,7 @@ export class NdpFile implements SampleSource {
       return { index, src: read.frame.src, dst: read.frame.dst, body };
     }
     const decoded = readSampleFrames(record, index);
-    checkBodyLayout(decoded.body);
+    checkSampleBody(decoded.body);
     return { index, src: decoded.src, dst: decoded.dst, body: decoded.body };
   }
 
@@ -568,13 +568,4 @@ export class NdpFile implements SampleSource {
     await Promise.allSettled([...this.inflight]);
     await this.handle.close();
   }
-}
-
-/** The checks of decodeSampleBody (version, length matching the token count and mask flag) without decoding the tokens. */
-function checkBodyLayout(body: Uint8Array): void {
-  if (body.length < BODY_HEADER_BYTES) throw new NdpError('NDP_ERR_BAD_BODY', `sample body of ${body.length} bytes is shorter than its 8-byte header`);
-  if (body[0] !== BODY_VERSION) throw new NdpError('NDP_ERR_UNSUPPORTED_VERSION', `sample body version ${body[0]}, this implementation speaks ${BODY_VERSION}`);
-  const hasMask = (body[1]! & 1) !== 0;
-  const n = ((body[4]! << 24) | (body[5]! << 16) | (body[6]! << 8) | body[7]!) >>> 0;
-  if (body.length !== sampleBodySize(n, hasMask)) throw new NdpError('NDP_ERR_BAD_BODY', `sample body of ${body.length} bytes cannot hold ${n} tokens${hasMask ? ' and a loss mask' : ''} (needs ${sampleBodySize(n, hasMask)})`);
 }

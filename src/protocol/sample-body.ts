@@ -48,17 +48,26 @@ export function encodeSampleBody(sample: SampleTokens): Uint8Array {
   return out;
 }
 
-/** Decodes a whole sample body; NDP_ERR_BAD_BODY when its length does not match its token count. */
-export function decodeSampleBody(body: Uint8Array): { tokens: Int32Array; lossMask: Uint8Array } {
+/**
+ * Checks a whole sample body's header against its length without decoding the tokens (what a server
+ * needs before forwarding a stored body): NDP_ERR_BAD_BODY when the length does not match the token
+ * count and mask flag, NDP_ERR_UNSUPPORTED_VERSION for another body version. Returns the layout.
+ */
+export function checkSampleBody(body: Uint8Array): { tokenCount: number; hasMask: boolean } {
   if (body.length < BODY_HEADER_BYTES) throw new NdpError('NDP_ERR_BAD_BODY', `sample body of ${body.length} bytes is shorter than its 8-byte header`);
-  const view = new DataView(body.buffer, body.byteOffset, body.length);
-  const version = view.getUint8(0);
-  if (version !== BODY_VERSION) throw new NdpError('NDP_ERR_UNSUPPORTED_VERSION', `sample body version ${version}, this implementation speaks ${BODY_VERSION}`);
-  const hasMask = (view.getUint8(1) & FLAG_HAS_MASK) !== 0;
-  const n = view.getUint32(4);
+  if (body[0] !== BODY_VERSION) throw new NdpError('NDP_ERR_UNSUPPORTED_VERSION', `sample body version ${body[0]}, this implementation speaks ${BODY_VERSION}`);
+  const hasMask = (body[1]! & FLAG_HAS_MASK) !== 0;
+  const n = ((body[4]! << 24) | (body[5]! << 16) | (body[6]! << 8) | body[7]!) >>> 0;
   if (body.length !== sampleBodySize(n, hasMask)) {
     throw new NdpError('NDP_ERR_BAD_BODY', `sample body of ${body.length} bytes cannot hold ${n} tokens${hasMask ? ' and a loss mask' : ''} (needs ${sampleBodySize(n, hasMask)})`);
   }
+  return { tokenCount: n, hasMask };
+}
+
+/** Decodes a whole sample body; the errors of checkSampleBody. */
+export function decodeSampleBody(body: Uint8Array): { tokens: Int32Array; lossMask: Uint8Array } {
+  const { tokenCount: n, hasMask } = checkSampleBody(body);
+  const view = new DataView(body.buffer, body.byteOffset, body.length);
   const tokens = new Int32Array(n);
   for (let i = 0; i < n; i++) tokens[i] = view.getInt32(BODY_HEADER_BYTES + 4 * i);
   const lossMask = new Uint8Array(n);
