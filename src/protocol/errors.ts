@@ -43,7 +43,7 @@ export const ERROR_CODES = {
   NDP_ERR_EXPERIMENT_RUN_FAILED: 'a server or trainer process of an experiment run failed; the run is reported with its stderr',
   // worker channel to a PyTorch worker (NDP.md §11, client/worker-channel.ts, python/ndp_torch/)
   NDP_ERR_WORKER_START: 'the training worker could not start or connect (no Python with torch, connect timeout)',
-  NDP_ERR_WORKER_EXITED: 'the training worker process ended while requests were pending (exit status or signal, stderr tail)',
+  NDP_ERR_WORKER_EXITED: 'the training worker (the torch process, or the ONNX backend thread) ended while requests were pending (exit status or signal, stderr tail)',
   NDP_ERR_WORKER_PROTOCOL: 'a worker-channel peer sent a frame or message that breaks NDP.md §11',
   NDP_ERR_WORKER_FAILED: 'the training worker reported an error it could not recover from (its message is forwarded)',
   NDP_ERR_WORKER_TIMEOUT: 'the training worker did not answer a request within replyTimeoutMs',
