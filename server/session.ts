@@ -5,7 +5,7 @@
  * `repair` session may have to resend (§7.6), injects faults for experiments (§7.12), and ends with
  * END / BYE carrying the cursor (§7.7, §7.9).
  */
-import { encodeControlFrame, type ControlMessage, type Cursor, type ResolvedSessionParams, type SourceInfo } from '../src/protocol/control.js';
+import { encodeControlFrame, type AcceptFields, type ControlMessage, type Cursor, type ResolvedSessionParams, type SourceInfo } from '../src/protocol/control.js';
 import { crc16 } from '../src/protocol/crc16.js';
 import type { NdpErrorCode } from '../src/protocol/errors.js';
 import { CONTROL, FRAME_CRC_BYTES, FRAME_HEADER_BYTES, SEGMENT_FLAG, TYP } from '../src/protocol/registry.js';
@@ -38,17 +38,6 @@ export interface SessionLink {
 
 export type SessionState = 'pending' | 'open' | 'ended' | 'closed';
 
-/** What ACCEPT says besides `t` and `nonce` (NDP.md §6.1). */
-export interface AcceptFields {
-  session: number;
-  params: ResolvedSessionParams;
-  samplesPerEpoch: number;
-  samplesTotal: number;
-  sources: SourceInfo[];
-  tokenizer: { name: string; hash: string; vocabSize: number };
-  heartbeatMs: number;
-  idleTimeoutMs: number;
-}
 
 /** WebSocket close code for each way a session ends (NDP.md §7.2). */
 const CLOSE_CODES: Record<string, number> = { complete: 1000, done: 1000, client: 1000, shutdown: 1001, idle: 4408, deleted: 4410, error: 4500 };

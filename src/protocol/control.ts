@@ -65,22 +65,23 @@ export type ResolvedSessionParams = Required<Omit<SessionParams, 'inject' | 'cur
   readonly inject: { readonly drop: number; readonly corrupt: number; readonly seed: number };
 };
 
+/** What ACCEPT says besides `t` and `nonce` (NDP.md §6.1). */
+export interface AcceptFields {
+  session: number;
+  params: ResolvedSessionParams;
+  samplesPerEpoch: number;
+  samplesTotal: number;
+  sources: SourceInfo[];
+  tokenizer: { name: string; hash: string; vocabSize: number };
+  heartbeatMs: number;
+  idleTimeoutMs: number;
+}
+
 export type ControlMessage =
   | { t: typeof CONTROL.HELLO; version: number; token?: string; pad?: Uint8Array }
   | { t: typeof CONTROL.COOKIE; cookie: Uint8Array; lifetimeMs: number }
   | { t: typeof CONTROL.SUBSCRIBE; nonce: number; cookie?: Uint8Array; token?: string; session?: number; ticket?: string; params?: SessionParams }
-  | {
-      t: typeof CONTROL.ACCEPT;
-      nonce: number;
-      session: number;
-      params: ResolvedSessionParams;
-      samplesPerEpoch: number;
-      samplesTotal: number;
-      sources: SourceInfo[];
-      tokenizer: { name: string; hash: string; vocabSize: number };
-      heartbeatMs: number;
-      idleTimeoutMs: number;
-    }
+  | ({ t: typeof CONTROL.ACCEPT; nonce: number } & AcceptFields)
   | { t: typeof CONTROL.REJECT; code: string; message: string; nonce?: number }
   | { t: typeof CONTROL.CREDIT; session: number; ack: number; window: number }
   | { t: typeof CONTROL.NACK; session: number; ranges: Array<[number, number]> }
