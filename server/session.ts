@@ -38,7 +38,6 @@ export interface SessionLink {
 
 export type SessionState = 'pending' | 'open' | 'ended' | 'closed';
 
-
 /** WebSocket close code for each way a session ends (NDP.md §7.2). */
 const CLOSE_CODES: Record<string, number> = { complete: 1000, done: 1000, client: 1000, shutdown: 1001, idle: 4408, deleted: 4410, error: 4500 };
 
