@@ -7,20 +7,12 @@ import { join } from 'node:path';
 import { NdpError } from '../../src/protocol/errors.js';
 import type { ModelConfig } from './model-config.js';
 import { readSafetensors, type NamedTensor } from './safetensors.js';
+import { seededRandom } from '../../src/seeded-random.js';
 
 export type BaseWeights = Map<string, NamedTensor>;
 
-/** Deterministic uniform [0, 1) (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic uniform [0, 1) (mulberry32), shared with the demo data; re-exported for the trainer's callers. */
+export { seededRandom };
 
 /** Every weight name and shape the architecture reads. */
 export function expectedWeights(c: ModelConfig): Map<string, number[]> {

@@ -19,6 +19,7 @@ import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promi
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DST, SRC } from '../protocol/registry.js';
+import { seededRandom } from '../seeded-random.js';
 import { NdpFileWriter } from './ndp-file-writer.js';
 import { openNdpFile } from './ndp-file.js';
 import { sourceFileRecord, type ParsedRecord } from './record.js';
@@ -61,18 +62,6 @@ export const DEMO_WORDS: readonly string[] = ['red', 'blue', 'green', 'gold', 'f
 /** Bumped whenever the builder's output changes, so old manifests are not reused. */
 const DEMO_VERSION = 1;
 const SOURCE_FILE = /\.(js|mjs|cjs|ts)$/;
-
-/** mulberry32: a small, fast, seedable generator (the task must not depend on Math.random). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One sample of the synthetic task, and its cycle (what makes two samples the same). */
 export function patternRecord(next: () => number): { record: ParsedRecord; cycle: string } {
@@ -175,7 +164,7 @@ export async function buildDemoData(dir: string, options: DemoDataOptions = {}):
   // Built under temporary names and renamed at the end: a concurrent reader never sees half a file.
   const suffix = `.building-${process.pid}`;
   const trainWriter = await NdpFileWriter.create(train + suffix, { name: 'demo-train', tokenizer: tokenizer.identity, src: SRC.SYNTHETIC });
-  const nextTrain = random(settings.seed);
+  const nextTrain = seededRandom(settings.seed);
   const seen = new Set<string>();
   for (let i = 0; i < settings.trainSamples; i++) {
     const { record, cycle } = patternRecord(nextTrain);
@@ -189,7 +178,7 @@ export async function buildDemoData(dir: string, options: DemoDataOptions = {}):
   const trainDone = await trainWriter.finish();
 
   const evalWriter = await NdpFileWriter.create(evalPath + suffix, { name: 'demo-eval', tokenizer: tokenizer.identity, src: SRC.SYNTHETIC, dst: DST.EVAL });
-  const nextEval = random(settings.seed + 1);
+  const nextEval = seededRandom(settings.seed + 1);
   // Held out for real: an eval cycle never occurs in the train split (short cycles mostly do, so
   // the eval split leans to periods 3 and 4). The attempt cap only matters for tiny vocabularies.
   for (let kept = 0, tries = 0; kept < settings.evalSamples && tries < 1000 * settings.evalSamples; tries++) {
