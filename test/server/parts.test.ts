@@ -53,6 +53,22 @@ t.test('retransmit buffer: bounded in bytes, evicts oldest, knows evicted from a
   t.equal(buffer.bytes, 30);
 });
 
+t.test('retransmit buffer: stays exact through thousands of evictions and releases (its queue is compacted)', async (t) => {
+  const buffer = new RetransmitBuffer(10 * 100);
+  for (let seq = 0; seq < 5000; seq++) {
+    buffer.hold(seq, seq % 7 === 0 ? ROUTED : new Uint8Array(100));
+    if (seq % 50 === 49) buffer.release(seq - 45);
+  }
+  t.ok(buffer.bytes <= 1000, 'never above the limit');
+  t.equal(buffer.lookup(4999) instanceof Uint8Array, true, 'newest held');
+  t.equal(buffer.lookup(4991), ROUTED);
+  t.equal(buffer.lookup(4960), 'evicted', 'above the ack, pushed out by the byte limit');
+  t.equal(buffer.lookup(4900), undefined, 'below the ack: acknowledged');
+  buffer.release(5000);
+  t.equal(buffer.size, 0);
+  t.equal(buffer.bytes, 0);
+});
+
 t.test('frame rewrites keep a valid CRC; injection counts exactly and is reproducible', async (t) => {
   const frame = encodeFrame({ src: SRC.CODE_REPO, dst: DST.EMBEDDING, typ: TYP.SEGMENT, payload: new Uint8Array(48).fill(1) });
   const rtx = decodeFrame(withRetransmitFlag(frame));
